@@ -40,7 +40,7 @@ test: install export-models
 	$(PY) -m pytest tests
 
 bench: install export-models
-	$(PY) -m tests.bench
+	set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f; done
 
 demo: install export-models
 	$(PY) -m invtool texture examples/textures/brick.png -o out/demo/texture.png --report
