@@ -1,0 +1,137 @@
+"""Broadcasting arithmetic and comparisons, pointwise math, and the Reduce*/ArgMax reductions.
+
+ONNX broadcasting (opset 7+) is numpy's, which torch follows, so binaries map one to one.
+"""
+import functools
+
+import torch
+
+from ..registry import converter
+
+
+@converter("Add")
+def add(a, b):
+    return a + b
+
+
+@converter("Sub")
+def sub(a, b):
+    return a - b
+
+
+@converter("Mul")
+def mul(a, b):
+    return a * b
+
+
+@converter("Div")
+def div(a, b):
+    """Integer division truncates toward zero in ONNX (C semantics), unlike Python's floor."""
+    if a.dtype.is_floating_point:
+        return a / b
+    return torch.div(a, b, rounding_mode="trunc")
+
+
+@converter("Mod")
+def mod(a, b, *, fmod=0):
+    return torch.fmod(a, b) if fmod else torch.remainder(a, b)
+
+
+@converter("Pow")
+def pow_(x, y):
+    return torch.pow(x, y).to(x.dtype)
+
+
+@converter("Sum")
+def sum_(*xs):
+    return functools.reduce(torch.add, xs)
+
+
+@converter("Mean")
+def mean(*xs):
+    return functools.reduce(torch.add, xs) / len(xs)
+
+
+@converter("Max")
+def max_(*xs):
+    return functools.reduce(torch.maximum, xs)
+
+
+@converter("Min")
+def min_(*xs):
+    return functools.reduce(torch.minimum, xs)
+
+
+@converter("Equal")
+def equal(a, b):
+    return torch.eq(a, b)
+
+
+@converter("Less")
+def less(a, b):
+    return torch.lt(a, b)
+
+
+@converter("Greater")
+def greater(a, b):
+    return torch.gt(a, b)
+
+
+@converter("Not")
+def not_(x):
+    return torch.logical_not(x)
+
+
+@converter("And")
+def and_(a, b):
+    return torch.logical_and(a, b)
+
+
+@converter("Or")
+def or_(a, b):
+    return torch.logical_or(a, b)
+
+
+@converter("Where")
+def where(condition, x, y):
+    return torch.where(condition, x, y)
+
+
+for _op, _fn in {"Abs": torch.abs, "Neg": torch.neg, "Floor": torch.floor, "Ceil": torch.ceil,
+                 "Round": torch.round, "Sqrt": torch.sqrt, "Exp": torch.exp, "Log": torch.log,
+                 "Reciprocal": torch.reciprocal, "Erf": torch.erf, "Sign": torch.sign,
+                 "Sin": torch.sin, "Cos": torch.cos}.items():
+    converter(_op)(_fn)
+
+
+def _axes(x, axes, noop_with_empty_axes):
+    """Reduction axes from the attribute (list) or input (tensor) form; None means every axis."""
+    if isinstance(axes, torch.Tensor):
+        axes = axes.tolist()
+    if not axes:
+        return () if noop_with_empty_axes else tuple(range(x.dim()))
+    return tuple(axes)
+
+
+def _reduction(op_type, fn):
+    """A Reduce* converter: axes as attribute (older opsets) or as optional input (13/18 on)."""
+    def reduce(x, axes=None, *, keepdims=1, noop_with_empty_axes=0):
+        dims = _axes(x, axes, noop_with_empty_axes)
+        return fn(x, dim=dims, keepdim=bool(keepdims)) if dims else x
+    reduce.__name__ = reduce.__qualname__ = op_type
+    converter(op_type)(reduce)
+
+
+_reduction("ReduceMean", torch.mean)
+_reduction("ReduceSum", torch.sum)
+_reduction("ReduceMax", torch.amax)
+_reduction("ReduceMin", torch.amin)
+_reduction("ReduceL2", lambda x, dim, keepdim: torch.linalg.vector_norm(x, 2, dim, keepdim))
+_reduction("ReduceSumSquare", lambda x, dim, keepdim: torch.sum(x * x, dim=dim, keepdim=keepdim))
+
+
+@converter("ArgMax")
+def arg_max(x, *, axis=0, keepdims=1, select_last_index=0):
+    if select_last_index:
+        return x.shape[axis] - 1 - torch.argmax(x.flip(axis), axis, bool(keepdims))
+    return torch.argmax(x, axis, bool(keepdims))

@@ -1,0 +1,35 @@
+"""BatchNormalization (eval: running statistics), InstanceNormalization and LRN."""
+import torch
+import torch.nn.functional as F
+
+from ..registry import converter
+
+
+@converter("BatchNormalization")
+def batch_norm(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1, training_mode=0,
+               is_test=0, consumed_inputs=None):
+    """Always the running statistics (invtool evaluates, never trains), whatever training_mode says.
+
+    spatial=0 (opsets < 9) gives statistics per channel and position; they broadcast against x as is.
+    """
+    if not spatial:
+        return (x - mean) / torch.sqrt(var + epsilon) * scale + bias
+    return F.batch_norm(x, mean, var, scale, bias, False, 0.0, epsilon)
+
+
+@converter("InstanceNormalization")
+def instance_norm(x, scale, bias, *, epsilon=1e-5):
+    return F.instance_norm(x, weight=scale, bias=bias, eps=epsilon)
+
+
+@converter("LRN")
+def lrn(x, *, alpha=1e-4, beta=0.75, bias=1.0, size=1):
+    """x / (bias + alpha / size * sum of x² over channels [c - (size-1)//2, c + size//2]) ** beta.
+
+    Written out because torch's local_response_norm centres even windows on the other side.
+    """
+    sq = (x * x).transpose(1, -1)
+    sq = F.pad(sq, ((size - 1) // 2, size // 2))
+    channels = x.shape[1]
+    window = sum(sq[..., i:i + channels] for i in range(size)).transpose(1, -1)
+    return x / (bias + alpha / size * window) ** beta

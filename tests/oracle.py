@@ -1,0 +1,90 @@
+"""ONNX Runtime as the oracle for the rebuilder: build small ONNX models, run both, compare.
+
+Example:
+    >>> node = onnx.helper.make_node("Relu", ["x"], ["y"])
+    >>> check_node(node, {"x": np.random.randn(2, 3).astype(np.float32)}, opset=13)
+"""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import helper, numpy_helper
+
+from invtool.onnx.graph import build
+
+RNG_SEED = 0
+
+
+def rand(*shape, seed: int = RNG_SEED, dtype=np.float32) -> np.ndarray:
+    """A reproducible standard-normal array."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def make_model(nodes, inputs: dict[str, np.ndarray], outputs, opset: int,
+               initializers: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """A checked model of `nodes`: data `inputs` are graph inputs, `initializers` are weights.
+
+    Output types and shapes are left for ONNX Runtime to infer, so any op's outputs can be asked for.
+    """
+    initializers = initializers or {}
+    graph = helper.make_graph(
+        list(nodes), "oracle",
+        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+         for k, v in inputs.items()],
+        [helper.make_empty_tensor_value_info(o) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 8 if opset < 19 else 9)
+    onnx.checker.check_model(model)
+    return model
+
+
+def run_ort(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outputs) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(list(outputs), inputs)
+
+
+def run_rebuilt(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outputs, pool: str = "max") -> list[np.ndarray]:
+    """The rebuilt module's outputs, fed the graph's non-initializer inputs in graph order."""
+    module = build(model, list(outputs), pool=pool)
+    weights = {t.name for t in model.graph.initializer}
+    args = [torch.from_numpy(inputs[i.name]) for i in model.graph.input if i.name not in weights]
+    with torch.no_grad():
+        return [np.asarray(t) for t in module(*args)]
+
+
+def assert_close(got: np.ndarray, ref: np.ndarray, atol_scale: float = 1e-4, what: str = ""):
+    """Same shape and dtype kind, and max |got - ref| <= atol_scale * max(|ref|, 1)."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.shape == ref.shape, f"{what}shape {got.shape} != reference {ref.shape}"
+    assert got.dtype.kind == ref.dtype.kind, f"{what}dtype {got.dtype} != reference {ref.dtype}"
+    if ref.dtype.kind in "biu":
+        np.testing.assert_array_equal(got, ref, err_msg=what)
+        return
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(np.isfinite(got), finite, err_msg=f"{what}non-finite values differ")
+    scale = max(float(np.abs(ref[finite]).max(initial=0.0)), 1.0)
+    err = float(np.abs(got[finite].astype(np.float64) - ref[finite]).max(initial=0.0))
+    assert err <= atol_scale * scale, f"{what}max abs error {err:.3g} > {atol_scale:g} * {scale:.3g}"
+
+
+def check_model(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outputs=None,
+                atol_scale: float = 1e-4, pool: str = "max") -> list[np.ndarray]:
+    """Run `model` in ONNX Runtime and rebuilt; assert every output agrees. Returns ORT's outputs."""
+    outputs = list(outputs or [o.name for o in model.graph.output])
+    ref = run_ort(model, inputs, outputs)
+    got = run_rebuilt(model, inputs, outputs, pool=pool)
+    for name, g, r in zip(outputs, got, ref):
+        assert_close(g, r, atol_scale, what=f"{name}: ")
+    return ref
+
+
+def check_node(node: onnx.NodeProto, inputs: dict[str, np.ndarray], opset: int,
+               initializers: dict[str, np.ndarray] | None = None, atol_scale: float = 1e-4) -> list[np.ndarray]:
+    """One node as a model: data `inputs` as graph inputs, shape-like `initializers` as weights."""
+    outputs = [o for o in node.output if o]
+    model = make_model([node], inputs, outputs, opset, initializers)
+    return check_model(model, inputs, outputs, atol_scale)
