@@ -1,0 +1,149 @@
+"""Image files <-> RGB float tensors `[N, 3, H, W]` in [0, 1], with OpenCV; atomic PNG writes; contact sheets.
+
+Example:
+    >>> x, notes = read_image("examples/textures/brick.png", size=256)
+    >>> write_png("out/brick.png", x)
+    >>> sheet = contact_sheet([x, x.flip(-1)], ["original", "flipped"])
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import InvtoolError
+from .param import resize_image
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Read an image file as `[1, 3, H, W]` RGB float in [0, 1], plus notes on any conversion made.
+
+    Grayscale is repeated to RGB, alpha is composited on white, palette and 16-bit images are expanded;
+    each conversion adds a note for the run record. `size` resizes: an int sets the longer side (aspect
+    kept), a (width, height) pair sets both.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvtoolError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise InvtoolError(f"{path}: not an image OpenCV can read (PNG, JPEG, BMP, TIFF, WebP…)")
+    notes = []
+    if data[:4].tobytes() == b"\x89PNG" and data.size > 25 and data[25] == 3:
+        notes.append(f"{path.name}: palette image expanded to RGB")
+    if img.dtype == np.uint16:
+        notes.append(f"{path.name}: 16-bit image scaled to [0, 1]")
+        img = img.astype(np.float32) / 65535.0
+    elif img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    else:
+        notes.append(f"{path.name}: {img.dtype} image clipped to [0, 1]")
+        img = np.clip(img.astype(np.float32), 0, 1)
+    if img.ndim == 2 or img.shape[2] == 1:
+        notes.append(f"{path.name}: grayscale image repeated to RGB")
+        img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        if (img[..., 3] < 1).any():
+            notes.append(f"{path.name}: transparency composited on white")
+        alpha = img[..., 3:]
+        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3] * alpha + (1 - alpha)), cv2.COLOR_BGR2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].contiguous()
+    if size is not None:
+        w, h = fit_size(x.shape[-1], x.shape[-2], size)
+        x = resize_image(x, h, w)
+    return x, notes
+
+
+def fit_size(w: int, h: int, size: int | tuple[int, int]) -> tuple[int, int]:
+    """(width, height) for `size`: an int is the longer side (aspect kept), a pair is taken as is."""
+    if isinstance(size, int):
+        k = size / max(w, h)
+        return max(1, round(w * k)), max(1, round(h * k))
+    return int(size[0]), int(size[1])
+
+
+def parse_size(text: str) -> int | tuple[int, int]:
+    """'256' -> 256 (the longer side); '512x384' -> (512, 384) (width, height)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise InvtoolError(f"bad size {text!r}; give N (the longer side) or WxH, e.g. 512x384")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """`[1, 3, H, W]` or `[3, H, W]` float RGB in [0, 1] -> H x W x 3 uint8 RGB."""
+    x = x.detach().cpu().float()
+    x = x[0] if x.ndim == 4 else x
+    return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def encode_png(x: torch.Tensor) -> bytes:
+    """PNG bytes of an image tensor (for files and for embedding in HTML)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(to_uint8(x), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InvtoolError("could not encode the image as PNG")
+    return buf.tobytes()
+
+
+def write_atomic(path, data: bytes) -> Path:
+    """Write bytes to `path` through a temporary file in the same folder and a rename, so a reader never
+    sees a half-written file; the folder is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes it private; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_png(path, x: torch.Tensor) -> Path:
+    """Write an image tensor as a PNG, atomically."""
+    return write_atomic(path, encode_png(x))
+
+
+def contact_sheet(images: list[torch.Tensor], labels: list[str], cols: int | None = None,
+                  pad: int = 6, caption_height: int = 22) -> torch.Tensor:
+    """A grid of images with a caption under each, on white: `[1, 3, H, W]` in [0, 1].
+
+    Images of different sizes are centred in cells of the largest size; captions too long for a cell
+    are cut short with '...'.
+    """
+    if not images:
+        raise InvtoolError("a contact sheet needs at least one image")
+    tiles = [to_uint8(x) for x in images]
+    cols = cols or min(len(tiles), 4)
+    rows = -(-len(tiles) // cols)
+    ch, cw = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
+    cell_h, cell_w = ch + caption_height, cw
+    sheet = np.full((pad + rows * (cell_h + pad), pad + cols * (cell_w + pad), 3), 255, np.uint8)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    for i, (tile, label) in enumerate(zip(tiles, labels)):
+        r, c = divmod(i, cols)
+        y0, x0 = pad + r * (cell_h + pad), pad + c * (cell_w + pad)
+        th, tw = tile.shape[:2]
+        sheet[y0 + (ch - th) // 2: y0 + (ch - th) // 2 + th, x0 + (cw - tw) // 2: x0 + (cw - tw) // 2 + tw] = tile
+        text, cut = label, len(label)
+        while cut > 0 and cv2.getTextSize(text, font, scale, 1)[0][0] > cell_w:
+            cut -= 1
+            text = label[:cut] + "..."
+        (tw_text, th_text), _ = cv2.getTextSize(text, font, scale, 1)
+        cv2.putText(sheet, text, (x0 + max(0, (cw - tw_text) // 2), y0 + ch + (caption_height + th_text) // 2),
+                    font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return torch.from_numpy(sheet).permute(2, 0, 1)[None].float() / 255.0

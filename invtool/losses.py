@@ -1,0 +1,111 @@
+"""Losses as pure functions of tensors: feature statistics (Gram, sorted, sliced Wasserstein), feature
+reconstruction and the natural-image priors (total variation, alpha-norm).
+
+Features are `[N, C, H, W]` tensors. Every statistic loss compares a batch against a target computed
+once from the source (`gram_matrix(source)`, `sorted_channels(source)`) or against the raw source
+features (`sliced_wasserstein_loss`), and is independent of the two images' pixel counts, so the output
+may have any size and the same targets serve every coarse-to-fine scale.
+
+Example:
+    >>> target = gram_matrix(source_feats)            # once
+    >>> loss = gram_loss(gram_matrix(feats), target)  # every step
+"""
+import torch
+
+# Gram normalisations: the divisor of F Fᵀ, given C channels and M = H·W pixels. `gram_loss` is the
+# mean squared difference of two Grams, so "gatys" gives exactly Gatys et al. (2015) eq. 4,
+# 1/(4 C² M²) Σ (G - A)², with G = F Fᵀ.
+GRAM_NORMS = {
+    "gatys": lambda c, m: 2.0 * m,   # Gatys et al.'s E_l; the default
+    "pixels": lambda c, m: float(m),  # the mean outer product of the channel vectors (4x "gatys")
+    "elements": lambda c, m: float(c * m),  # the PyTorch tutorial's; deep layers weigh C² less
+    "none": lambda c, m: 1.0,         # raw F Fᵀ; grows with M², so it depends on the image size
+}
+
+
+def gram_matrix(f: torch.Tensor, norm: str = "gatys") -> torch.Tensor:
+    """Gram matrices `[N, C, C]` of features `[N, C, H, W]`, divided as `GRAM_NORMS[norm]` says."""
+    n, c, h, w = f.shape
+    flat = f.reshape(n, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / GRAM_NORMS[norm](c, h * w)
+
+
+def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of Gram matrices `[N, C, C]` and a target `[N or 1, C, C]`."""
+    return (gram - target).square().mean()
+
+
+def sorted_channels(f: torch.Tensor) -> torch.Tensor:
+    """Each channel's activations sorted ascending: `[N, C, H, W]` -> `[N, C, H·W]`."""
+    return f.flatten(2).sort(dim=2).values
+
+
+def resample_sorted(values: torch.Tensor, m: int) -> torch.Tensor:
+    """Sorted samples `[..., K]` resampled to `m` quantiles `[..., m]` by linear interpolation.
+
+    Sample i of the result is the (i + 1/2)/m quantile of the K values, each of which sits at the
+    (j + 1/2)/K quantile; so resampling to K gives the values back, and a distribution compared at
+    another pixel count keeps its shape.
+    """
+    k = values.shape[-1]
+    if k == m:
+        return values
+    pos = ((torch.arange(m, device=values.device, dtype=values.dtype) + 0.5) * (k / m) - 0.5).clamp(0, k - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=k - 1)
+    frac = pos - lo
+    return values[..., lo] * (1 - frac) + values[..., hi] * frac
+
+
+def sorted_loss(f: torch.Tensor, target_sorted: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of per-channel sorted activations: a 1-D Wasserstein-2 per channel.
+
+    `target_sorted` is `sorted_channels(source)` `[N or 1, C, K]`; when K differs from the pixel count of
+    `f` it is resampled to matching quantiles. Invariant to any spatial permutation of `f`.
+    """
+    s = sorted_channels(f)
+    return (s - resample_sorted(target_sorted, s.shape[-1])).square().mean()
+
+
+def sliced_wasserstein_loss(f: torch.Tensor, target: torch.Tensor, n_projections: int | None = None,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sliced Wasserstein-2 distance between the channel vectors of `f` and of `target` (Heitz et al. 2021).
+
+    The C-dimensional activation vectors of every pixel are projected on `n_projections` (default C)
+    random unit directions, drawn afresh on each call from `generator`; along each direction both sets are
+    sorted and compared like `sorted_loss`. Over the steps of an optimisation the directions cover the
+    space, so the whole feature distribution is matched, not only its second moments as with Gram.
+    """
+    n, c = f.shape[:2]
+    p = n_projections or c
+    directions = torch.randn(c, p, generator=generator, device=generator.device if generator else None)
+    directions = (directions / directions.norm(dim=0, keepdim=True)).to(f.device, f.dtype)
+    proj = torch.einsum("ncm,cp->npm", f.flatten(2), directions).sort(dim=2).values
+    proj_t = torch.einsum("ncm,cp->npm", target.flatten(2), directions).sort(dim=2).values
+    return (proj - resample_sorted(proj_t, proj.shape[-1])).square().mean()
+
+
+def feature_mse(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two feature tensors of the same shape."""
+    return (f - target).square().mean()
+
+
+def normalized_feature_error(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """‖f - target‖² / ‖target‖² (Mahendran & Vedaldi 2015): 0 is exact, 1 is as far as all zeros."""
+    return (f - target).square().sum() / target.square().sum().clamp_min(1e-12)
+
+
+def tv_loss(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Total variation Σ ((∂x)² + (∂y)²)^(β/2) over pixels and channels, with forward differences.
+
+    β = 2 is the smooth quadratic prior, β = 1 the edge-preserving one; β < 2 favours sharp edges.
+    """
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    sq = dx.square() + dy.square()
+    return sq.sum() if beta == 2 else sq.clamp_min(1e-12).pow(beta / 2).sum()
+
+
+def alpha_norm(x: torch.Tensor, alpha: float = 6.0) -> torch.Tensor:
+    """Σ |x|^α: with a large α it keeps the image's extreme values in range (Mahendran & Vedaldi 2015)."""
+    return x.abs().pow(alpha).sum()

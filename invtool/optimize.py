@@ -1,0 +1,346 @@
+"""The one optimisation loop every command uses: an image moved by Adam or L-BFGS to minimise an Objective.
+
+No file I/O here: `optimize` returns a `Result` (best image, histories, timings, snapshots) and the
+command writes it. The unit of work is one *step* = one forward and backward pass through the model, for
+both optimisers (an L-BFGS iteration takes one or more, as its line search needs), so step budgets,
+steps/s and histories compare across optimisers.
+
+What the loop does for every command:
+- the model is asked once per step for the union of the objective's layers;
+- coarse to fine (`scales=K`): the step budget is split over K sizes, from 1/2^(K-1) of the final size
+  up, each stage starting from the previous one's best image upsampled (scales too small for the
+  layers are dropped);
+- the best image is kept on the device without a host sync (`torch.where`); the loss history is copied
+  to the host every `window` steps, which is also when the progress bar, the early stop (relative
+  improvement of the best loss over `window` steps below `tol`) and the non-finite check run;
+- Ctrl-C or SIGTERM ends the run at the next step with `interrupted=True` and the best image so far;
+- a non-finite loss stops the run, keeps the last finite image and names the term that blew up;
+- deterministic under `seed` (the transforms draw from a generator seeded with it).
+
+Example:
+    >>> obj = Objective(lambda f, x: -f["conv4_1"][:, 12].mean(), layers=["conv4_1"], name="channel")
+    >>> res = optimize(model, obj, torch.rand(1, 3, 128, 128), optimizer="adam", lr=0.05, steps=200)
+    >>> res.image.shape, res.steps_per_sec
+"""
+import math
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InvtoolError
+from .objectives import Objective
+from .param import Param, pixel, resize_image
+from .transforms import Transform
+
+OPTIMIZERS = ("adam", "lbfgs")
+LR_SCHEDULES = ("constant", "step", "cosine")
+
+
+@dataclass
+class Step:
+    """What a callback sees after each step (tensors stay on the device: no sync unless you read them)."""
+    step: int                       # 1-based, over all scales
+    scale: int                      # 0 = coarsest
+    image: torch.Tensor             # the image just evaluated, detached, [N, 3, h, w]
+    loss: torch.Tensor              # its loss (0-d)
+    terms: dict[str, torch.Tensor]  # each term's weighted contribution
+
+
+@dataclass
+class Result:
+    """The outcome of `optimize`. Histories hold one value per step, over all scales."""
+    image: torch.Tensor                 # best image of the final scale, CPU, [N, 3, H, W] in [0, 1]
+    loss: float                         # its loss
+    history: list[float]
+    term_history: dict[str, list[float]]
+    steps: int
+    wall_time: float                    # seconds, the whole loop
+    steps_per_sec: float
+    sizes: list[tuple[int, int]]        # (h, w) of each scale, coarse to fine
+    scale_starts: list[int]             # the step at which each scale began (0-based)
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, CPU image)
+    interrupted: bool = False
+    stopped_early: bool = False
+    stop_reason: str = ""               # why the run ended before its budget, in words
+    notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+
+
+class _Stop(Exception):
+    """Raised inside the closure to leave an optimiser step (L-BFGS has no other exit)."""
+
+
+def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimizer: str = "adam",
+             lr: float = 0.05, steps: int = 200, lr_schedule: str | Callable[[float], float] = "constant",
+             tol: float = 0.0, window: int = 20, scales: int = 1, transforms: Transform | None = None,
+             callback: Callable[[Step], bool | None] | None = None, save_every: int = 0, seed: int = 0,
+             progress: bool = True) -> Result:
+    """Minimise `objective` over an image; returns the best image found and the run's histories.
+
+    Args:
+        model: a FeatureModel (`features`, `min_size`, `device`).
+        objective: what to minimise (negate it to maximise).
+        init: a starting image `[N, 3, H, W]` in [0, 1] (optimised as pixels) or a Param; its size is
+            the output size.
+        optimizer: "adam", or "lbfgs" (strong Wolfe line search; best for smooth deterministic losses).
+        lr: Adam's learning rate in pixel units, or L-BFGS's initial step length (1 is its usual value).
+        steps: the budget of forward+backward passes, split evenly over the scales.
+        lr_schedule: "constant", "step" (x0.1 at 50% and 75% of each scale), "cosine", or a function of
+            the fraction of the scale done returning the lr factor.
+        tol: stop a scale when the best loss improved by less than this fraction over `window` steps.
+        window: steps between host syncs (progress bar, early stop, non-finite check).
+        scales: coarse-to-fine stages (needs a resizable Param, as `pixel` is).
+        transforms: a random transform of the image before the model (jitter, roll), see transforms.py.
+        callback: called after every step with a `Step`; returning True stops the run.
+        save_every: keep a CPU snapshot of the image every N steps (0: none).
+        seed: seeds the transforms' generator, so a run repeats exactly.
+        progress: show a tqdm bar with the loss and steps/s.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise InvtoolError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if not callable(lr_schedule) and lr_schedule not in LR_SCHEDULES:
+        raise InvtoolError(f"unknown lr schedule {lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+    if steps < 1 or scales < 1 or window < 1:
+        raise InvtoolError(f"steps, scales and window must be at least 1 (got {steps}, {scales}, {window})")
+    device = torch.device(model.device)
+    param = init if isinstance(init, Param) else pixel(init.to(device))
+    if scales > 1 and param.resize is None:
+        raise InvtoolError("coarse-to-fine scales need a resizable parameterisation such as pixel; use --scales 1")
+    layers = list(objective.layers)
+    with torch.no_grad():
+        n, _, h, w = param.image_fn().shape
+    require_size(model, layers, h, w, "the output")
+    check_memory(model, layers, h, w, n)
+    sizes, notes = _scale_sizes(h, w, scales, model.min_size(layers) if layers else 1)
+    budgets = [steps // len(sizes)] * len(sizes)
+    budgets[-1] += steps - sum(budgets)
+
+    generator = torch.Generator().manual_seed(seed)
+    stop = threading.Event()        # set by SIGINT/SIGTERM
+    asked = []                      # the callback asked to stop
+    history: list[torch.Tensor] = []   # per step: [total, *terms], on the device until synced
+    host: list[list[float]] = []
+    snapshots, scale_starts = [], []
+    interrupted = stopped_early = False
+    reason = ""
+    best_img = best_loss = None
+    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+    start = time.perf_counter()
+
+    def sync():
+        """Copy new history to the host; return a reason to stop ('' to go on)."""
+        if len(host) < len(history):
+            new = torch.stack(history[len(host):]).tolist()
+            host.extend(new)
+            bar.set_postfix(loss=f"{new[-1][0]:.4g}", refresh=False)
+        bad = next((row for row in host[-window:] if not math.isfinite(row[0])), None)
+        if bad is not None:
+            term = next((name for name, v in zip(objective.names, bad[1:]) if not math.isfinite(v)), "the total")
+            return f"non-finite loss in term {term!r} at step {host.index(bad) + 1}"
+        return ""
+
+    with _stop_on_signals(stop):
+        for scale, ((sh, sw), budget) in enumerate(zip(sizes, budgets)):
+            if scale > 0:
+                param = param.resize(sh, sw) if best_img is None else pixel(resize_image(best_img, sh, sw))
+            elif (sh, sw) != (h, w):
+                param = param.resize(sh, sw)
+            scale_starts.append(len(history))
+            done, best_img, best_loss = 0, None, None
+            opt = _make_optimizer(optimizer, param.params, lr)
+            base_lr = opt.param_groups[0]["lr"]
+
+            def closure():
+                nonlocal done, best_img, best_loss
+                if stop.is_set() or asked or done >= budget:
+                    raise _Stop
+                opt.zero_grad(set_to_none=True)
+                img = param.image_fn()
+                seen = transforms(img, generator) if transforms else img
+                loss, terms = objective.evaluate(model.features(seen, layers), img)
+                loss.backward()
+                done += 1
+                img = img.detach()
+                history.append(torch.stack([loss.detach(), *(t.detach().reshape(()) for t in terms.values())]))
+                if best_img is None:
+                    best_img, best_loss = img.clone(), loss.detach().clone()
+                else:   # NaN never compares lower, so the best image always has a finite loss
+                    better = loss.detach() < best_loss
+                    best_img = torch.where(better, img, best_img)
+                    best_loss = torch.where(better, loss.detach(), best_loss)
+                bar.update(1)
+                step = len(history)
+                if save_every and step % save_every == 0:
+                    snapshots.append((step, img.cpu()))
+                if callback and callback(Step(step, scale, img, loss.detach(), terms)):
+                    asked.append(step)
+                return loss
+
+            try:
+                while done < budget:
+                    if optimizer == "adam":
+                        factor = _lr_factor(lr_schedule, done / budget)
+                        opt.param_groups[0]["lr"] = base_lr * factor
+                        closure()
+                        opt.step()
+                    else:   # several iterations per call, so L-BFGS keeps its last line-search point
+                        opt.step(closure)
+                    if param.project:
+                        param.project()
+                    if len(history) - len(host) >= window or done >= budget:
+                        reason = sync()
+                        if reason or (tol > 0 and _converged(host, scale_starts[-1], window, tol)):
+                            break
+            except _Stop:
+                pass
+            reason = reason or sync()
+            if stop.is_set():
+                interrupted, reason = True, "interrupted"
+            elif asked:
+                reason = f"the callback asked to stop at step {asked[0]}"
+            if reason:
+                stopped_early = not interrupted
+                break
+            if done < budget:
+                stopped_early = True
+                notes.append(f"scale {scale + 1} ({sw}x{sh}) stopped early at step {done} of {budget}: "
+                             f"the loss improved by less than {tol:g} over {window} steps")
+    bar.close()
+    wall = time.perf_counter() - start
+    image = best_img.cpu() if best_img is not None else param.image_fn().detach().cpu()
+    if image.shape[-2:] != (h, w):   # ended in a coarse scale: still return the requested size
+        image = resize_image(image, h, w)
+        notes.append(f"ended at scale {len(scale_starts)} of {len(sizes)}; the image was upsampled")
+    terms = {name: [row[i + 1] for row in host] for i, name in enumerate(objective.names)}
+    return Result(image=image, loss=float(best_loss) if best_loss is not None else math.nan,
+                  history=[row[0] for row in host], term_history=terms, steps=len(host), wall_time=wall,
+                  steps_per_sec=len(host) / wall if wall > 0 else 0.0, sizes=sizes, scale_starts=scale_starts,
+                  snapshots=snapshots, interrupted=interrupted, stopped_early=stopped_early, stop_reason=reason,
+                  notes=notes, device=str(device))
+
+
+def require_size(model, layers, h: int, w: int, what: str = "the image") -> None:
+    """InvtoolError when an h x w input is too small for the deepest of `layers`."""
+    if not layers:
+        return
+    need = model.min_size(layers)
+    if min(h, w) < need:
+        raise InvtoolError(f"{what} is {w}x{h}, smaller than layers {', '.join(layers)} can take; "
+                           f"use at least {need}x{need}")
+
+
+def estimate_memory(model, layers, h: int, w: int, batch: int = 1) -> int:
+    """Bytes one forward+backward pass at h x w needs beyond the weights.
+
+    Measures what autograd saves for the backward pass at two small sizes; the difference is the part
+    that grows with the pixel count (the weights it also saves do not), scaled to h x w and doubled for
+    the gradients flowing back through it.
+    """
+    side = max(model.min_size(layers), 32)
+    saved = [_saved_bytes(model, layers, s) for s in (side, 2 * side)]
+    per_pixel = (saved[1] - saved[0]) / (3 * side * side)
+    return int(2 * per_pixel * batch * h * w)
+
+
+def _saved_bytes(model, layers, side: int) -> int:
+    seen = {}
+
+    def pack(t):
+        seen[t.data_ptr()] = t.numel() * t.element_size()
+        return t
+
+    x = torch.rand(1, 3, side, side, device=model.device, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.features(x, layers)
+    return sum(seen.values())
+
+
+def available_memory(device) -> int | None:
+    """Bytes free for a run on `device`: free GPU memory, or the OS's MemAvailable; None if unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model, layers, h: int, w: int, batch: int = 1) -> None:
+    """InvtoolError with the estimate when an h x w run would not fit in the device's free memory."""
+    if not layers:
+        return
+    need, have = estimate_memory(model, layers, h, w, batch), available_memory(model.device)
+    if have is not None and need > have:
+        raise InvtoolError(f"a {w}x{h} image through {layers[-1]} needs about {need / 2**30:.1f} GB but "
+                           f"{model.device} has {have / 2**30:.1f} GB free; use a smaller size or fewer/shallower layers")
+
+
+def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple[int, int]], list[str]]:
+    sizes = [(max(1, round(h / 2 ** s)), max(1, round(w / 2 ** s))) for s in range(scales - 1, -1, -1)]
+    usable = [s for s in sizes if min(s) >= min_side] or sizes[-1:]
+    notes = [] if len(usable) == len(sizes) else [
+        f"used {len(usable)} of {scales} scales: smaller ones are under the layers' minimum of {min_side} px"]
+    return usable, notes
+
+
+def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    # 20 iterations per call; the closure ends the call when the budget is spent. Tolerances off: the
+    # engine's own early stop decides, whatever the loss scale.
+    return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=50,
+                             tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+
+
+def _lr_factor(schedule, fraction: float) -> float:
+    if callable(schedule):
+        return schedule(fraction)
+    if schedule == "step":
+        return 1.0 if fraction < 0.5 else 0.1 if fraction < 0.75 else 0.01
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * fraction))
+    return 1.0
+
+
+def _converged(host: list[list[float]], start: int, window: int, tol: float) -> bool:
+    """The best loss of this scale improved by less than `tol` (relative) over the last `window` steps."""
+    losses = [row[0] for row in host[start:]]
+    if len(losses) <= window:
+        return False
+    before, now = min(losses[:-window]), min(losses)
+    return before - now < tol * abs(before)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT/SIGTERM set `stop` (the run ends cleanly at the next step); a second Ctrl-C aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

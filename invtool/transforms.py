@@ -1,0 +1,52 @@
+"""Random transforms applied to the image before the model at each step (lucent style).
+
+A transform is `t(image, generator) -> image`: differentiable in `image`, its randomness drawn from the
+run's `torch.Generator` so a seeded run repeats exactly. `compose` chains them.
+
+Example:
+    >>> t = compose(jitter(8), random_roll())
+    >>> y = t(torch.rand(1, 3, 64, 64), torch.Generator().manual_seed(0))
+"""
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def _randint(high: int, generator: torch.Generator) -> int:
+    return int(torch.randint(high, (1,), generator=generator))
+
+
+def jitter(px: int) -> Transform:
+    """Shift the image by up to `px` pixels each way (reflect-padded, cropped back to its size)."""
+    def t(x, generator):
+        if px <= 0:
+            return x
+        h, w = x.shape[-2:]
+        dy, dx = _randint(2 * px + 1, generator), _randint(2 * px + 1, generator)
+        padded = F.pad(x, (px, px, px, px), mode="reflect")
+        return padded[..., dy:dy + h, dx:dx + w]
+    return t
+
+
+def random_roll() -> Transform:
+    """Shift the image circularly by a random offset, so the model sees the wrap-around seams.
+
+    Used for tileable output: each step a different part of the torus sits at the borders, the statistics
+    of the wrapped image are matched, and the seams of the result vanish.
+    """
+    def t(x, generator):
+        h, w = x.shape[-2:]
+        return torch.roll(x, shifts=(_randint(h, generator), _randint(w, generator)), dims=(-2, -1))
+    return t
+
+
+def compose(*transforms: Transform) -> Transform:
+    """Apply the transforms in order."""
+    def t(x, generator):
+        for tr in transforms:
+            x = tr(x, generator)
+        return x
+    return t
