@@ -1,0 +1,242 @@
+"""FeatureModel: any ONNX CNN as a differentiable map from an RGB image to named layers.
+
+Example:
+    >>> model = load_model("models/vgg16.onnx")
+    >>> x = torch.rand(1, 3, 128, 128, requires_grad=True)
+    >>> feats = model.features(x, ["conv1_1", "pool2"])      # computes nothing past pool2
+    >>> feats["pool2"].sum().backward()                     # gradients reach the image
+"""
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from .errors import InvtoolError, close_matches
+from .onnx.graph import build, initializers
+from .preprocess import Preprocess, resolve_preprocess
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One addressable tensor: its ONNX name, other names for it, the op producing it, its shape."""
+
+    name: str
+    aliases: tuple[str, ...]
+    op: str
+    shape: tuple[int, ...] | None  # for a 1-image batch at the size asked; None when it cannot be had
+
+
+class FeatureModel:
+    """An ONNX model whose tensors are addressable by name and differentiable w.r.t. the input image.
+
+    The image goes in as `[N, 3, H, W]`, RGB in [0, 1]; `preprocess` (if any) maps it to what the
+    network expects, and a channels-last input (tf2onnx) is transposed for it. For each set of
+    requested names a module holding only the nodes they need is built once and cached.
+    """
+
+    def __init__(self, proto: onnx.ModelProto, *, path: str | None = None, sha256: str | None = None,
+                 preprocess: Preprocess | None = None, pool: str = "max", device=None):
+        if pool not in ("max", "avg"):
+            raise InvtoolError(f"unknown pool {pool!r}; use 'max' or 'avg'")
+        self.proto, self.path, self.sha256, self.pool = proto, path, sha256, pool
+        self.metadata = {p.key: p.value for p in proto.metadata_props}
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._weights = {k: v.to(self.device) for k, v in initializers(proto).items()}
+        self.input_name, self.channels_last = _image_input(proto, self._weights)
+        self._pre = None if preprocess is None or preprocess.is_identity() else preprocess.module().to(self.device)
+        self.preprocess = preprocess
+        self._producer = {out: node.op_type for node in proto.graph.node for out in node.output if out}
+        self.aliases: dict[str, str] = json.loads(self.metadata.get("invtool.aliases", "{}"))
+        self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
+
+    # --- names -----------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """Every addressable tensor (node outputs), in graph order."""
+        return list(self._producer)
+
+    def resolve(self, name: str) -> str:
+        """The ONNX tensor name behind an alias or tensor name; an unknown name lists close matches."""
+        if name in self._producer:
+            return name
+        if name in self.aliases and self.aliases[name] in self._producer:
+            return self.aliases[name]
+        raise InvtoolError(f"unknown layer {name!r}{close_matches(name, [*self.aliases, *self._producer])}; "
+                           f"`invtool layers {self.path or 'MODEL'}` lists them")
+
+    # --- computing -------------------------------------------------------------------------------
+    def features(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        """The tensors `names` (aliases or ONNX names) for images `x` [N, 3, H, W], RGB in [0, 1]."""
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InvtoolError(f"image tensor must be [N, 3, H, W] RGB in [0, 1], got {shape}")
+        wanted = {n: self.resolve(n) for n in names}
+        key = tuple(sorted(set(wanted.values())))
+        module = self.module(key)
+        x = x.to(self.device)
+        if self._pre is not None:
+            x = self._pre(x)
+        if self.channels_last:
+            x = x.permute(0, 2, 3, 1)
+        values = dict(zip(key, module(x)))
+        return {n: values[t] for n, t in wanted.items()}
+
+    def module(self, tensor_names: tuple[str, ...]) -> torch.nn.Module:
+        """The (cached) module computing exactly these ONNX tensors from the network's input."""
+        if tensor_names not in self._modules:
+            self._modules[tensor_names] = build(self.proto, list(tensor_names), pool=self.pool,
+                                                weights=self._weights).to(self.device)
+        return self._modules[tensor_names]
+
+    # --- geometry ------------------------------------------------------------------------------
+    def describe(self, size=224) -> list[LayerInfo]:
+        """Every addressable tensor with its aliases, op and output shape for an input of `size`."""
+        h, w = (size, size) if isinstance(size, int) else size
+        shapes = _inferred_shapes(self.proto, self.input_name, h, w, self.channels_last)
+        unknown = [n for n in self.names if n not in shapes]
+        if unknown:  # inference could not tell: a dry run, one tensor at a time past any failure
+            with torch.no_grad():
+                x = torch.zeros(1, 3, h, w)
+                try:
+                    shapes.update({n: tuple(t.shape) for n, t in self.features(x, unknown).items()})
+                except Exception:
+                    for n in unknown:
+                        try:
+                            shapes[n] = tuple(self.features(x, [n])[n].shape)
+                        except Exception:
+                            pass
+        by_tensor: dict[str, list[str]] = {}
+        for alias, t in self.aliases.items():
+            by_tensor.setdefault(t, []).append(alias)
+        return [LayerInfo(n, tuple(by_tensor.get(n, ())), self._producer[n], shapes.get(n)) for n in self.names]
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """`describe()` at 224x224, the size these networks were trained at."""
+        return self.describe(224)
+
+    def fixed_size(self, names) -> tuple[int, int] | None:
+        """The input size some of these layers need (fully connected ones), or None if any size works."""
+        fixed = json.loads(self.metadata.get("invtool.fixed_input", "null"))
+        if fixed and {self.resolve(n) for n in names} & {self.resolve(n) for n in fixed["layers"]}:
+            return tuple(fixed["size"])
+        return None
+
+    def min_size(self, names) -> int:
+        """The smallest square input side for which every one of `names` can be computed."""
+        if fixed := self.fixed_size(names):
+            return max(fixed)
+
+        def works(s):
+            try:
+                with torch.no_grad():
+                    feats = self.features(torch.zeros(1, 3, s, s, device=self.device), names)
+                return all(min(f.shape[2:], default=1) >= 1 for f in feats.values())
+            except RuntimeError:
+                return False
+
+        lo, hi = 1, 16
+        while not works(hi):
+            lo, hi = hi + 1, hi * 2
+            if hi > 4096:
+                raise InvtoolError(f"layers {', '.join(names)} cannot be computed at any input size up to 4096")
+        while lo < hi:  # smallest working side in [lo, hi]
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if works(mid) else (mid + 1, hi)
+        return hi
+
+    def channels(self, name: str) -> int:
+        """Channels (or units, for a fully connected layer) of a layer."""
+        s = self.min_size([name])
+        with torch.no_grad():
+            return self.features(torch.zeros(1, 3, s, s, device=self.device), [name])[name].shape[1]
+
+    def to(self, device) -> "FeatureModel":
+        self.device = torch.device(device)
+        self._weights = {k: v.to(self.device) for k, v in self._weights.items()}
+        self._pre = self._pre.to(self.device) if self._pre is not None else None
+        self._modules.clear()
+        return self
+
+
+def load_model(path, preprocess=None, pool: str = "max", device=None) -> FeatureModel:
+    """Load an ONNX CNN for feature extraction and image optimisation.
+
+    Args:
+        path: an ONNX file: one exported by `python -m exporters` (preprocessing baked in, aliases in its
+            metadata) or any other CNN, whose tensors are then addressed by their ONNX names.
+        preprocess: for models that do not bake it in: "imagenet", "caffe", "tf", "none", a
+            `Preprocess`, or a dict of its fields (mean, std, scale, bgr). None: the model takes RGB in
+            [0, 1] as it is.
+        pool: "max", or "avg" to swap every MaxPool for an AveragePool of the same geometry.
+        device: torch device; CUDA when available, else CPU.
+
+    Example:
+        >>> model = load_model("resnet18-v1-7.onnx", preprocess="imagenet")
+        >>> [l.name for l in model.layers][:3]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvtoolError(f"model file not found: {path}"
+                           + ("; build the default models with `make export-models`" if path.parent.name == "models" else ""))
+    try:
+        proto = onnx.load(str(path))  # also reads external weight files next to it
+    except Exception as e:
+        raise InvtoolError(f"{path} is not a readable ONNX file ({type(e).__name__}); "
+                           "is it truncated? re-export or re-download it") from None
+    if not proto.graph.node:
+        raise InvtoolError(f"{path} is not an ONNX model (no graph nodes); re-export or re-download it")
+    pre = None if preprocess is None else resolve_preprocess(preprocess)
+    return FeatureModel(proto, path=str(path), sha256=_sha256(path),
+                        preprocess=pre, pool=pool, device=device)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dims(value_info) -> list:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
+
+
+def _image_input(proto: onnx.ModelProto, weights) -> tuple[str, bool]:
+    """The name of the single 4-D image input, and whether it is channels-last (NHWC)."""
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    images = [i for i in inputs if len(_dims(i)) == 4]
+    if len(inputs) != 1 or len(images) != 1:
+        found = ", ".join(f"{i.name} {_dims(i)}" for i in inputs) or "none"
+        raise InvtoolError(f"model needs exactly one 4-D image input [N, 3, H, W] (or [N, H, W, 3]); "
+                           f"it has: {found}")
+    dims = _dims(images[0])
+    return images[0].name, dims[3] == 3 and dims[1] != 3
+
+
+def _inferred_shapes(proto, input_name, h, w, channels_last) -> dict[str, tuple[int, ...]]:
+    """Static shapes from ONNX shape inference at a concrete input size (only fully known ones)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    del m.graph.value_info[:]
+    for i in m.graph.input:
+        if i.name == input_name:
+            for d, v in zip(i.type.tensor_type.shape.dim, (1, h, w, 3) if channels_last else (1, 3, h, w)):
+                d.Clear()
+                d.dim_value = v
+    try:
+        m = onnx.shape_inference.infer_shapes(m)
+    except Exception:
+        return {}
+    shapes = {}
+    for vi in [*m.graph.value_info, *m.graph.output]:
+        dims = _dims(vi)
+        if vi.type.tensor_type.HasField("shape") and dims and all(d for d in dims):
+            shapes[vi.name] = tuple(dims)
+    return shapes

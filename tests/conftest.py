@@ -1,0 +1,82 @@
+"""Shared fixtures: small ONNX files exported from the reference architectures at random init."""
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from exporters.architectures import ResNet18, VGG16
+
+ROOT = Path(__file__).resolve().parent.parent
+VGG16_ONNX = ROOT / "models" / "vgg16.onnx"
+
+torch.set_num_threads(2)
+
+
+class Taps(torch.nn.Module):
+    """Wraps an architecture so that every canonical tap is a named graph output."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return tuple(self.net.taps(x).values())
+
+
+def export_taps(net, path, opset=17, size=64):
+    """torch.onnx.export of all taps of `net` (eval mode) with dynamic N, H, W; returns tap names."""
+    net = net.eval()
+    names = list(net.taps(torch.zeros(1, 3, size, size)))
+    torch.onnx.export(Taps(net), (torch.rand(1, 3, size, size),), str(path), dynamo=False,
+                      opset_version=opset, input_names=["image"], output_names=names,
+                      dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}})
+    return names
+
+
+def randomize_bn(net, seed=0):
+    """Non-trivial BatchNorm statistics, so eval semantics are really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return net
+
+
+@pytest.fixture(scope="session")
+def vgg16_conv_onnx(tmp_path_factory):
+    """(path, torch module) of VGG16's conv part at random init."""
+    torch.manual_seed(0)
+    net = VGG16(classifier=False).eval()
+    path = tmp_path_factory.mktemp("vgg") / "vgg16conv.onnx"
+    export_taps(net, path)
+    return path, net
+
+
+@pytest.fixture(scope="session")
+def resnet18_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    net = randomize_bn(ResNet18()).eval()
+    path = tmp_path_factory.mktemp("resnet") / "resnet18.onnx"
+    export_taps(net, path, opset=13)
+    return path, net
+
+
+def ort_outputs(path, x: np.ndarray, names=None) -> dict[str, np.ndarray]:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = names or [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+
+
+def assert_close(actual, expected, rel=1e-4):
+    """Max abs error within `rel` of the expected output's scale (max |expected|, at least 1)."""
+    actual = actual.detach().cpu().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(1.0, float(np.abs(expected).max()))
+    err = float(np.abs(actual - expected).max())
+    assert err <= rel * scale, f"max abs error {err:.3g} > {rel} x scale {scale:.3g}"
