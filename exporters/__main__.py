@@ -43,7 +43,7 @@ def main(ctx, debug):
 
 
 @main.command("export")
-@click.argument("weights", required=False, type=click.Path(dir_okay=False))
+@click.argument("weights", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), help="Weights format (default: from the extension).")
 @click.option("--arch", type=click.Choice(list(ARCHITECTURES)), help="Architecture (default: told by the weights).")
@@ -64,7 +64,7 @@ def export_command(weights, out, fmt, arch, preprocess, download, random_init, c
         raise InvtoolError("give a weights file or --download/--random-init, not both")
     if weights and format_of(weights, fmt) == "onnx":
         from .sources.foreign import export_onnx
-        path = export_onnx(weights, out, preprocess or "none")
+        path = export_onnx(weights, out, preprocess)
     elif weights:
         path = ex.export(read(weights, fmt, arch), out, preprocess)
     elif not (download or random_init) or arch is None:
