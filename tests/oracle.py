@@ -24,18 +24,22 @@ def make_model(nodes, inputs: dict[str, np.ndarray], outputs, opset: int,
                initializers: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """A checked model of `nodes`: data `inputs` are graph inputs, `initializers` are weights.
 
-    Output types and shapes are left for ONNX Runtime to infer, so any op's outputs can be asked for.
+    Output types and shapes come from ONNX shape inference, so any op's outputs can be asked for.
     """
     initializers = initializers or {}
     graph = helper.make_graph(
         list(nodes), "oracle",
         [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
          for k, v in inputs.items()],
-        [helper.make_empty_tensor_value_info(o) for o in outputs],
+        [],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = min(model.ir_version, 8 if opset < 19 else 9)
-    onnx.checker.check_model(model)
+    opsets = [helper.make_opsetid("", opset)]
+    # IR 4 is the first where initializers need not be listed as graph inputs
+    ir_version = max(helper.find_min_ir_version_for(opsets), 4)
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)
+    onnx.checker.check_model(model)  # before outputs are added: the checker wants their shapes known
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True).graph.value_info
+    model.graph.output.extend(v for o in outputs for v in inferred if v.name == o)
     return model
 
 

@@ -79,7 +79,7 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, 
     if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         target = output_shape[-rank:] if output_shape is not None else [n * s for n, s in zip(x.shape[2:], strides)]
         totals = [f - t for f, t in zip(full, target)]
-        upper = auto_pad != "SAME_LOWER"
+        upper = auto_pad == "SAME_UPPER"  # else (NOTSET, SAME_LOWER) the begin takes the odd cell
         pads = ([t // 2 if upper else t - t // 2 for t in totals]
                 + [t - t // 2 if upper else t // 2 for t in totals])
     elif auto_pad == "VALID" or pads is None:

@@ -113,11 +113,17 @@ def _axes(x, axes, noop_with_empty_axes):
     return tuple(axes)
 
 
-def _reduction(op_type, fn):
-    """A Reduce* converter: axes as attribute (older opsets) or as optional input (13/18 on)."""
+def _reduction(op_type, fn, pointwise=None):
+    """A Reduce* converter: axes as attribute (older opsets) or as optional input (13/18 on).
+
+    With no axes and noop_with_empty_axes, ONNX Runtime still applies the pointwise part (|x| for
+    ReduceL2, x² for ReduceSumSquare) and reduces nothing.
+    """
     def reduce(x, axes=None, *, keepdims=1, noop_with_empty_axes=0):
         dims = _axes(x, axes, noop_with_empty_axes)
-        return fn(x, dim=dims, keepdim=bool(keepdims)) if dims else x
+        if not dims:
+            return pointwise(x) if pointwise else x
+        return fn(x, dim=dims, keepdim=bool(keepdims))
     reduce.__name__ = reduce.__qualname__ = op_type
     converter(op_type)(reduce)
 
@@ -126,8 +132,9 @@ _reduction("ReduceMean", torch.mean)
 _reduction("ReduceSum", torch.sum)
 _reduction("ReduceMax", torch.amax)
 _reduction("ReduceMin", torch.amin)
-_reduction("ReduceL2", lambda x, dim, keepdim: torch.linalg.vector_norm(x, 2, dim, keepdim))
-_reduction("ReduceSumSquare", lambda x, dim, keepdim: torch.sum(x * x, dim=dim, keepdim=keepdim))
+_reduction("ReduceL2", lambda x, dim, keepdim: torch.linalg.vector_norm(x, 2, dim, keepdim), torch.abs)
+_reduction("ReduceSumSquare", lambda x, dim, keepdim: torch.sum(x * x, dim=dim, keepdim=keepdim),
+           torch.square)
 
 
 @converter("ArgMax")

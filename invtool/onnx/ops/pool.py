@@ -69,14 +69,14 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
     # window sums as a depthwise convolution with a ones kernel (dilations included), divided by the
     # number of counted cells under each window
     ones = x.new_ones(1, 1, *kernel_shape)
+    padding = torch_pad(_end_pads(pads, overhang))
     counted = x.new_ones(1, 1, *x.shape[2:])
     if count_include_pad:
-        counted = F.pad(counted, torch_pad(pads), value=1.0)
-        pads = [0] * rank + overhang
-        overhang = [0] * rank
-    padding = torch_pad(_end_pads(pads, overhang))
+        counted = F.pad(F.pad(counted, torch_pad(pads), value=1.0), torch_pad([0] * rank + overhang))
+    else:
+        counted = F.pad(counted, padding)
     sums = _CONV[rank](F.pad(x.flatten(0, 1).unsqueeze(1), padding), ones, None, strides, 0, dilations)
-    counts = _CONV[rank](F.pad(counted, padding), ones, None, strides, 0, dilations)
+    counts = _CONV[rank](counted, ones, None, strides, 0, dilations)
     return (sums / counts).reshape(*x.shape[:2], *sums.shape[2:])
 
 

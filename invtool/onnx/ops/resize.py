@@ -71,11 +71,13 @@ def _resize_axis(x, axis, out_len, scale, *, mode, coord_mode, nearest_mode, roi
     n = x.shape[axis]
     c = _source_coords(out_len, n, scale, coord_mode, roi)
     if mode == "nearest":
+        if nearest_mode == "simple":  # Upsample and Resize-10 in ONNX Runtime: floor up, ceil down
+            nearest_mode = "ceil" if scale < 1 else "floor"
         y = _take(x, axis, _ROUND[nearest_mode](c))
     elif mode == "linear":
-        c = c.clamp(0, n - 1)
-        i0 = torch.floor(c)
-        w = _along(c - i0, x, axis)
+        inside = c.clamp(0, n - 1)
+        i0 = torch.floor(inside)
+        w = _along(inside - i0, x, axis)
         y = _take(x, axis, i0) * (1 - w) + _take(x, axis, i0 + 1) * w
     else:  # cubic
         i0 = torch.floor(c)
@@ -98,7 +100,7 @@ def _interpolate(x, scales, sizes, *, mode="nearest", coord_mode="half_pixel", n
     mode = {"bilinear": "linear", "trilinear": "linear"}.get(mode, mode)
     if mode not in ("nearest", "linear", "cubic"):
         raise InvtoolError(f"unsupported Resize mode {mode!r}; supported: nearest, linear, cubic")
-    if nearest_mode not in _ROUND:
+    if nearest_mode not in (*_ROUND, "simple"):
         raise InvtoolError(f"unsupported Resize nearest_mode {nearest_mode!r}; supported: {', '.join(_ROUND)}")
     rank = x.dim()
     roi = roi if roi is not None else [0.0] * rank + [1.0] * rank
@@ -121,10 +123,10 @@ def _floats(v):
 @converter("Upsample")
 @converter("Resize", since=10)
 def upsample(x, scales=None, *, mode="nearest"):
-    """Upsample (scales an attribute at 7, an input from 9) and Resize-10: asymmetric coordinates, floor."""
+    """Upsample (scales an attribute at 7, an input from 9) and Resize-10: asymmetric coordinates."""
     scales = _floats(scales)
     sizes = [math.floor(n * s) for n, s in zip(x.shape, scales)]
-    return _interpolate(x, scales, sizes, mode=mode, coord_mode="asymmetric", nearest_mode="floor")
+    return _interpolate(x, scales, sizes, mode=mode, coord_mode="asymmetric", nearest_mode="simple")
 
 
 @converter("Resize", since=11)
@@ -156,9 +158,8 @@ def resize(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
         given = _floats(scales)
         if given is None:
             raise InvtoolError("Resize needs scales or sizes; the node has neither")
-        for a, s in zip(axes, given):
-            length = (roi[a + rank] - roi[a]) * x.shape[a]
-            size_of[a], scale_of[a] = math.floor(length * s), s
+        for a, s in zip(axes, given):  # ONNX Runtime ignores the roi here, unlike the spec's formula
+            size_of[a], scale_of[a] = math.floor(x.shape[a] * s), s
     if antialias and mode != "nearest" and any(s < 1 for s in scale_of):
         raise InvtoolError("Resize with antialias=1 when downsampling is not supported; "
                            "export with antialias off")

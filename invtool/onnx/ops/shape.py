@@ -100,7 +100,7 @@ def gather(data, indices, *, axis=0):
     n = data.shape[axis]
     indices = torch.where(indices < 0, indices + n, indices)
     picked = data.index_select(axis, indices.reshape(-1).long())
-    return picked.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1:])
+    return picked.reshape((*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]))
 
 
 @converter("GatherElements")
