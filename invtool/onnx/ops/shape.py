@@ -46,8 +46,19 @@ def identity(x):
 
 @converter("Dropout")
 def dropout(x, ratio=None, training_mode=None, *, is_test=0, seed=None, consumed_inputs=None):
-    """Identity: invtool evaluates networks, so Dropout is never active."""
-    return x
+    """Identity: invtool evaluates networks, so Dropout is never active. Its mask is what ONNX Runtime
+    gives in inference: zeros before opset 10, False for opsets 10-11, True from 12."""
+    return x, torch.zeros_like(x)
+
+
+@converter("Dropout", since=10)
+def dropout_10(x, ratio=None, training_mode=None, *, seed=None):
+    return x, torch.zeros_like(x, dtype=torch.bool)
+
+
+@converter("Dropout", since=12)
+def dropout_12(x, ratio=None, training_mode=None, *, seed=None):
+    return x, torch.ones_like(x, dtype=torch.bool)
 
 
 @converter("Constant")
