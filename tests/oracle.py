@@ -39,7 +39,8 @@ def make_model(nodes, inputs: dict[str, np.ndarray], outputs, opset: int,
     model = helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)
     onnx.checker.check_model(model)  # before outputs are added: the checker wants their shapes known
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True).graph.value_info
-    model.graph.output.extend(v for o in outputs for v in inferred if v.name == o)
+    known = {v.name: v for v in inferred}
+    model.graph.output.extend(known.get(o) or helper.make_empty_tensor_value_info(o) for o in outputs)
     return model
 
 

@@ -203,6 +203,7 @@ case("ArgMax", "select-last", {"x": np.round(X4)}, opsets=(12, 13), axis=2, sele
 case("Identity", "default", {"x": X4})
 case("Dropout", "ratio-attr", {"x": X4}, opsets=(7, 10), ratio=0.3)
 case("Dropout", "ratio-input", {"x": X4}, {"r": f32(0.3)[0]}, opsets=(12, 13, 21))
+case("Dropout", "mask", {"x": X4}, opsets=(7, 10, 12, 21), outputs=("y", "mask"))
 case("Shape", "all", {"x": X4})
 case("Shape", "start-end", {"x": X4}, opsets=(15, 21), start=1, end=-1)
 case("Shape", "start-negative", {"x": X4}, opsets=(15, 21), start=-2)
@@ -380,6 +381,13 @@ def test_maxpool_with_indices_output_is_an_error():
     assert run_ort(model, {"x": X4}, ["idx"])[0].dtype == np.int64
     with pytest.raises(InvtoolError, match="output 1"):
         run_rebuilt(model, {"x": X4}, ["y", "idx"])
+
+
+def test_reflect_pad_on_the_batch_axis_is_an_error():
+    node = helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")
+    model = make_model([node], {"x": X4}, ["y"], 13, {"p": i64(1, 0, 0, 0, 1, 0, 0, 0)})
+    with pytest.raises(InvtoolError, match="reflect.*trailing axes"):
+        run_rebuilt(model, {"x": X4}, ["y"])
 
 
 def test_antialiased_downsampling_is_an_error():

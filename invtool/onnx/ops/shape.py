@@ -226,7 +226,7 @@ def pad(x, pads, constant_value=None, axes=None, *, mode="constant", value=0.0):
     if mode == "constant":
         fill = constant_value if constant_value is not None else value
         return F.pad(x, spec, value=float(fill) if x.dtype.is_floating_point else int(fill))
-    if x.dim() - first > 3 or x.dim() - first == x.dim():
+    if first == 0 or x.dim() - first > 3:
         raise InvtoolError(f"Pad mode {mode!r} pads at most the 3 trailing axes and never the first one; "
                            f"got pads on axes {padded} of a {x.dim()}-D tensor")
     return F.pad(x, spec, mode=_PAD_MODES[mode])
