@@ -407,3 +407,41 @@ def test_gradients_flow_through_padded_pools_and_resize():
     module = build(model, ["y"]).double()
     x = torch.from_numpy(rand(1, 2, 5, 6, dtype=np.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: module(t)[0], (x,))
+
+
+class _ManyOps(torch.nn.Module):
+    """A small net whose torch.onnx.export uses most converters' real-world forms."""
+
+    def __init__(self, align_corners: bool):
+        super().__init__()
+        self.align_corners = align_corners  # only exportable from opset 11
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8).eval()
+        self.prelu = torch.nn.PReLU(8)
+        self.deconv = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.inorm = torch.nn.InstanceNorm2d(4, affine=True)
+        self.dw = torch.nn.Conv2d(4, 4, 3, groups=4, dilation=2, padding=2, bias=False)
+        self.fc = torch.nn.Linear(4 * 3 * 3, 5)
+
+    def forward(self, x):
+        y = self.prelu(self.bn(self.conv(torch.nn.functional.pad(x, (0, 1, 1, 0), mode="reflect"))))
+        y = torch.nn.functional.max_pool2d(y, 3, 2, 1, ceil_mode=True)
+        y = torch.nn.functional.interpolate(y, scale_factor=2.0, mode="nearest")
+        y = torch.nn.functional.interpolate(y, size=(9, 11), mode="bilinear", align_corners=False)
+        y = self.inorm(torch.nn.functional.leaky_relu(self.deconv(y), 0.1))
+        y = torch.nn.functional.avg_pool2d(self.dw(y), 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        y = torch.nn.functional.interpolate(y, size=(3, 3), mode="bilinear", align_corners=self.align_corners)
+        z = self.fc(torch.sigmoid(y).reshape(y.shape[0], -1))
+        return torch.softmax(torch.clamp(z, -1.0, 1.0) * y.mean(dim=(1, 2, 3))[:, None], dim=1), y
+
+
+@pytest.mark.parametrize("opset", [10, 11, 13, 17])
+def test_torch_exported_net_matches_onnxruntime(opset, tmp_path):
+    path = tmp_path / "many.onnx"
+    torch.onnx.export(_ManyOps(align_corners=opset >= 11).eval(), (torch.rand(2, 3, 17, 19),), str(path), dynamo=False,
+                      opset_version=opset, input_names=["image"], output_names=["probs", "features"])
+    model = onnx.load(str(path))
+    assert {"ConvTranspose", "InstanceNormalization", "PRelu", "MaxPool", "AveragePool", "Gemm"} <= {
+        n.op_type for n in model.graph.node}
+    check_model(model, {"image": rand(2, 3, 17, 19)})

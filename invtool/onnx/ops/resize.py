@@ -115,6 +115,11 @@ def _interpolate(x, scales, sizes, *, mode="nearest", coord_mode="half_pixel", n
     return x
 
 
+def _scaled(length: int, scale: float) -> int:
+    """floor(length * scale) in float32, as ONNX Runtime computes it (0.9 * 10 gives 9, not 8)."""
+    return int(torch.tensor(scale, dtype=torch.float32) * length)
+
+
 def _floats(v):
     return None if v is None or (isinstance(v, torch.Tensor) and v.numel() == 0) else [
         float(s) for s in (v.tolist() if isinstance(v, torch.Tensor) else v)]
@@ -125,7 +130,7 @@ def _floats(v):
 def upsample(x, scales=None, *, mode="nearest"):
     """Upsample (scales an attribute at 7, an input from 9) and Resize-10: asymmetric coordinates."""
     scales = _floats(scales)
-    sizes = [math.floor(n * s) for n, s in zip(x.shape, scales)]
+    sizes = [_scaled(n, s) for n, s in zip(x.shape, scales)]
     return _interpolate(x, scales, sizes, mode=mode, coord_mode="asymmetric", nearest_mode="simple")
 
 
@@ -159,7 +164,7 @@ def resize(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
         if given is None:
             raise InvtoolError("Resize needs scales or sizes; the node has neither")
         for a, s in zip(axes, given):  # ONNX Runtime ignores the roi here, unlike the spec's formula
-            size_of[a], scale_of[a] = math.floor(x.shape[a] * s), s
+            size_of[a], scale_of[a] = _scaled(x.shape[a], s), s
     if antialias and mode != "nearest" and any(s < 1 for s in scale_of):
         raise InvtoolError("Resize with antialias=1 when downsampling is not supported; "
                            "export with antialias off")
