@@ -263,6 +263,10 @@ case("Range", "float", {}, {"a": f32(1.0)[0], "b": f32(4.5)[0], "d": f32(0.5)[0]
 case("Range", "int-negative-delta", {}, {"a": i64(10)[0], "b": i64(-3)[0], "d": i64(-3)[0]}, opsets=(11, 21))
 case("Expand", "bidirectional", {"x": rand(3, 1)}, {"s": i64(2, 1, 4)}, opsets=(8, 13))
 case("Expand", "smaller-shape", {"x": rand(2, 3, 1)}, {"s": i64(1, 5)}, opsets=(8, 13))
+for mode in ("DCR", "CRD"):
+    case("DepthToSpace", mode, {"x": rand(2, 8, 3, 4)}, opsets=(11, 13), blocksize=2, mode=mode)
+case("DepthToSpace", "default", {"x": rand(2, 8, 3, 4)}, opsets=(7, 13), blocksize=2)
+case("SpaceToDepth", "default", {"x": rand(2, 3, 4, 6)}, opsets=(7, 13), blocksize=2)
 case("Tile", "repeats", {"x": rand(2, 3)}, {"r": i64(2, 3)}, opsets=(7, 13))
 for value in [{"value": numpy_helper.from_array(rand(2, 3), "v")}, {"value_float": 2.5},
               {"value_floats": [1.0, 2.0]}, {"value_int": 4}, {"value_ints": [1, 2, 3]}]:

@@ -246,3 +246,20 @@ def tile(x, repeats):
 @converter("Range")
 def range_(start, limit, delta):
     return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+
+
+@converter("DepthToSpace")
+def depth_to_space(x, *, blocksize, mode="DCR"):
+    """DCR (depth-column-row, the default, as tf2onnx emits) or CRD (= torch's pixel_shuffle)."""
+    if mode == "CRD":
+        return F.pixel_shuffle(x, blocksize)
+    n, c, h, w = x.shape
+    b = blocksize
+    return x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c // (b * b), h * b, w * b)
+
+
+@converter("SpaceToDepth")
+def space_to_depth(x, *, blocksize):
+    n, c, h, w = x.shape
+    b = blocksize
+    return x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4).reshape(n, c * b * b, h // b, w // b)
