@@ -68,7 +68,8 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
 @converter("ConvTranspose")
 def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                    output_padding=None, output_shape=None, pads=None, strides=None):
-    """Full transposed convolution, then crop the pads and extend by output_padding (zeros + bias)."""
+    """One torch call when it can express the pads; else the full transposed convolution, cropped by
+    the pads and extended by output_padding (zeros + bias)."""
     rank = w.dim() - 2
     kernel = kernel_shape or list(w.shape[2:])
     strides = strides or [1] * rank
@@ -84,6 +85,8 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, 
                 + [t - t // 2 if upper else t // 2 for t in totals])
     elif auto_pad == "VALID" or pads is None:
         pads = [0] * (2 * rank)
+    if symmetric(pads) and all(0 <= op < max(s, d) for op, s, d in zip(output_padding, strides, dilations)):
+        return _CONV_T[rank](x, w, b, strides, pads[:rank], output_padding, group, dilations)
     y = _CONV_T[rank](x, w, None, strides, 0, 0, group, dilations)
     crop = [-p for p in pads[:rank]] + [op - p for p, op in zip(pads[rank:], output_padding)]
     y = F.pad(y, torch_pad(crop))
