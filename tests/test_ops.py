@@ -10,7 +10,7 @@ from invtool.onnx import registry
 from invtool.onnx.graph import build
 from invtool.onnx.ops import activation, norm
 
-from oracle import check_model, check_node, make_model, rand, run_ort, run_rebuilt
+from oracle import assert_close, check_model, check_node, make_model, rand, run_ort, run_rebuilt
 
 CASES = []
 INT64_MAX = np.iinfo(np.int64).max
@@ -377,6 +377,17 @@ def test_lrn_even_size_follows_the_spec_window():
     y = norm.lrn(x, size=2, alpha=0.5, beta=1.0, bias=1.0).flatten()
     sums = torch.tensor([1 + 4, 4 + 9, 9.0])
     torch.testing.assert_close(y, torch.tensor([1.0, 2.0, 3.0]) / (1 + 0.5 / 2 * sums))
+
+
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [2, 2], "strides": [2, 2]},
+                                   {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1}])
+def test_pool_avg_turns_maxpool_into_the_same_averagepool(attrs):
+    as_max = make_model([helper.make_node("MaxPool", ["x"], ["y"], **attrs)], {"x": X4}, ["y"], 13)
+    as_avg = make_model([helper.make_node("AveragePool", ["x"], ["y"], **attrs)], {"x": X4}, ["y"], 13)
+    ref = run_ort(as_avg, {"x": X4}, ["y"])[0]
+    got = run_rebuilt(as_max, {"x": X4}, ["y"], pool="avg")[0]
+    assert_close(got, ref)
+    assert not np.allclose(got, run_ort(as_max, {"x": X4}, ["y"])[0])
 
 
 def test_maxpool_with_indices_output_is_an_error():
