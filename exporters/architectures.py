@@ -23,10 +23,11 @@ class VGG16(nn.Module):
     """torchvision's VGG16 (keys `features.N`, `classifier.N`); classifier=False gives the conv part only.
 
     The classifier needs a 224x224 input (pool5 of 7x7); torchvision's AdaptiveAvgPool2d((7, 7)) is the
-    identity there and is left out so the conv part exports with any H x W.
+    identity there and is left out so the conv part exports with any H x W. `hidden` is the width of
+    fc6 and fc7 (4096 in VGG16; fine-tuned heads and small test models use less).
     """
 
-    def __init__(self, classifier: bool = True, num_classes: int = 1000):
+    def __init__(self, classifier: bool = True, num_classes: int = 1000, hidden: int = 4096):
         super().__init__()
         layers, c_in = [], 3
         for _, n, c in _VGG16_BLOCKS:
@@ -36,9 +37,9 @@ class VGG16(nn.Module):
             layers.append(nn.MaxPool2d(2, 2))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(),
-            nn.Linear(4096, num_classes)) if classifier else None
+            nn.Linear(512 * 7 * 7, hidden), nn.ReLU(), nn.Dropout(),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(),
+            nn.Linear(hidden, num_classes)) if classifier else None
 
     def taps(self, x) -> dict[str, torch.Tensor]:
         out, names = {}, _vgg16_feature_names()

@@ -36,13 +36,14 @@ def build_network(weights: Weights) -> tuple[nn.Module, str]:
     """The architecture holding these weights (eval mode) and its `invtool.arch` name.
 
     VGG16 weights without `classifier.*` give the conv-only variant `vgg16-conv`; the class count
-    follows the last layer's weights. A missing key, an unexpected one or a shape that does not fit
+    and the fc6/fc7 width follow the weights. A missing key, an unexpected one or a shape that does not fit
     is an InvtoolError naming the first such key (as the file spells it) and both shapes.
     """
     state = weights.state_dict
     if weights.arch == "vgg16":
         classifier = any(k.startswith("classifier.") for k in state)
-        net = VGG16(classifier, num_classes=len(state.get("classifier.6.bias", range(1000))))
+        net = VGG16(classifier, num_classes=len(state.get("classifier.6.bias", range(1000))),
+                    hidden=len(state.get("classifier.0.bias", range(4096))))
         name = "vgg16" if classifier else "vgg16-conv"
     elif weights.arch == "resnet18":
         net, name = ResNet18(num_classes=len(state.get("fc.bias", range(1000)))), "resnet18"
