@@ -25,7 +25,7 @@ from invtool import load_model  # noqa: E402
 from invtool.onnx.graph import initializers  # noqa: E402
 from invtool.preprocess import Preprocess, PRESETS  # noqa: E402
 
-SIZE, REPEATS, ROUNDS = 256, 5, 5
+SIZE, REPEATS, ROUNDS = 256, 3, 3
 LAYER = "conv5_1"
 
 
