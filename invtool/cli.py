@@ -4,6 +4,7 @@ Each command parses its options, calls the Python API (the same functions a note
 prints the result. Errors in the user's input are InvtoolError: one line, exit 1 (click's usage
 errors exit 2); `--debug` shows the traceback instead.
 """
+import inspect
 import json
 import sys
 
@@ -31,6 +32,65 @@ class Size(click.ParamType):
 
 
 SIZE = Size()
+
+
+# --- options every optimising command shares (stack them; defaults come from the Python API) -------
+
+def output_options(f):
+    """-o/--output, --report, --quiet."""
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
+    f = click.option("--report", is_flag=True, help="Also write OUTPUT.html: inputs, result, snapshots, loss curve.")(f)
+    return click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+                        help="Output PNG; OUTPUT.json (the run record) is written next to it.")(f)
+
+
+def model_options(f):
+    """--model, --preprocess, --pool, --device."""
+    f = click.option("--device", default=None, help="torch device  [default: cuda when present, else cpu]")(f)
+    f = click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True,
+                     help="avg swaps every max pooling for average pooling (smoother results, Gatys).")(f)
+    f = click.option("--preprocess", default=None,
+                     help="For ONNX models that do not bake it in: imagenet|caffe|tf|none.")(f)
+    return click.option("--model", default="models/vgg16.onnx", show_default=True,
+                        type=click.Path(dir_okay=False), help="ONNX model file.")(f)
+
+
+def optimizer_options(api):
+    """--optimizer, --steps, --lr, --lr-schedule, --tol, --scales, --seed, --save-every, for those of them
+    that the Python API function `api` takes, with its defaults (one place for them)."""
+    from .optimize import LR_SCHEDULES, OPTIMIZERS
+
+    params = inspect.signature(api).parameters
+    options = [
+        ("optimizer", dict(type=click.Choice(OPTIMIZERS), help="adam, or lbfgs (strong Wolfe line search).")),
+        ("steps", dict(type=click.IntRange(1), help="Forward+backward passes, over all scales.")),
+        ("lr", dict(type=float, help="Learning rate (adam, pixel units) or initial step (lbfgs).")),
+        ("lr_schedule", dict(type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule over each scale.")),
+        ("tol", dict(type=float, help="Stop a scale when the loss improves by less than this fraction over 20 steps.")),
+        ("scales", dict(type=click.IntRange(1), help="Coarse-to-fine: optimise at 1/2^(K-1) size first, then double.")),
+        ("seed", dict(type=int, help="Random seed: the same seed gives the same image.")),
+        ("save_every", dict(type=click.IntRange(0), help="Keep a snapshot every N steps for the report (0: none).")),
+    ]
+
+    def decorate(f):
+        for name, kw in reversed(options):
+            if name in params:
+                f = click.option("--" + name.replace("_", "-"), default=params[name].default, show_default=True, **kw)(f)
+        return f
+    return decorate
+
+
+def finish(run, output, report: bool) -> None:
+    """Write the run's image, record (and report), say what was written; exit 130 if interrupted."""
+    paths = run.save(output, report=report)
+    rec = run.record
+    click.echo(f"wrote {', '.join(map(str, paths))}")
+    if rec.get("steps"):
+        click.echo(f"{rec['steps']} steps in {rec['wall_time']:.1f} s ({rec['steps_per_sec']:.2f} steps/s), "
+                   f"loss {rec['final_loss']:.4g}" + (f" ({rec['stop_reason']})" if rec.get("stop_reason") else ""))
+    if run.interrupted:
+        click.echo("interrupted: the best image so far was written", err=True)
+        sys.exit(130)
 
 
 class _Group(click.Group):
@@ -79,3 +139,107 @@ def layers(model_path, size, preprocess, as_json):
     widths = [max(len(r[k]) for r in rows) for k in range(3)]
     for r in rows:
         click.echo("  ".join(c.ljust(wd) for c, wd in zip(r[:3], widths)) + "  " + r[3])
+
+
+# --- texture -------------------------------------------------------------------------------------
+
+from .texture import GATYS_LAYERS, LOSSES, synthesize_texture  # noqa: E402
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@output_options
+@model_options
+@click.option("--layers", default=",".join(GATYS_LAYERS), show_default=True, help="Layers whose statistics to match.")
+@click.option("--layer-weights", default="uniform", show_default=True,
+              help="Numbers, one per layer (1,0.5,…), or uniform|increasing|decreasing|inverse-channels.")
+@click.option("--loss", type=click.Choice(LOSSES), default="gram", show_default=True,
+              help="gram (Gatys), sorted (per-channel sorted activations), swd (sliced Wasserstein).")
+@click.option("--gram-norm", type=click.Choice(["gatys", "pixels", "elements", "none"]), default="gatys",
+              show_default=True, help="Gram normalisation: gatys is 1/(4 N² M²).")
+@click.option("--size", type=click.IntRange(1), default=None, help="Resize the source: its longer side, in pixels.")
+@click.option("--out-size", type=SIZE, default=None, help="Output size S or WxH  [default: the source's]")
+@click.option("--tile", is_flag=True, help="Make the output wrap around seamlessly (tileable).")
+@optimizer_options(synthesize_texture)
+@click.option("--sweep", is_flag=True, help="One run per layer set conv1_1, +pool1, … +pool4, in one contact sheet.")
+@click.option("--sweep-layers", default=None, help='Layer sets to sweep, ";"-separated: "conv1_1;conv1_1,pool1".')
+@click.option("--sweep-weights", default=None, help='Weightings to sweep, ";"-separated: "uniform;increasing".')
+def texture(source, output, report, quiet, model, preprocess, pool, device, layers, layer_weights, loss,
+            gram_norm, size, out_size, tile, sweep, sweep_layers, sweep_weights, **optim):
+    """Synthesise a texture like SOURCE (Gatys et al. 2015), of any size, optionally tileable."""
+    from .record import check_output
+    from .texture import texture_sweep
+
+    check_output(output, source)
+    kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, loss=loss, gram_norm=gram_norm,
+                  size=size, out_size=out_size[::-1] if out_size else None, tile=tile, progress=not quiet, **optim)
+    if sweep or sweep_layers or sweep_weights:
+        run = texture_sweep(source, layer_weights=_weights(layer_weights),
+                            layer_sets=[_names(s) for s in sweep_layers.split(";")] if sweep_layers else None,
+                            weightings=[_weights(w) for w in sweep_weights.split(";")] if sweep_weights else None,
+                            **kwargs)
+    else:
+        run = synthesize_texture(source, layers=_names(layers), layer_weights=_weights(layer_weights), **kwargs)
+    finish(run, output, report)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _weights(text: str):
+    """'uniform' stays a name; '1,0.5' becomes numbers."""
+    try:
+        return [float(w) for w in _names(text)]
+    except ValueError:
+        return text.strip()
+
+
+# --- visualize -----------------------------------------------------------------------------------
+
+from .visualize import PARAMS, visualize as visualize_api  # noqa: E402
+
+_VIS = inspect.signature(visualize_api).parameters
+
+
+@main.command("visualize")
+@output_options
+@model_options
+@click.option("--layer", default=None, help="The layer: its channels' tiles, or alone its DeepDream energy.")
+@click.option("--channels", default=None, help="One tile per channel of --layer: e.g. 0-15 or 3,7,12-15.")
+@click.option("--objective", "objectives", multiple=True,
+              help='One tile per objective (repeatable), e.g. "channel:conv4_1:12 - 0.5*channel:conv4_1:40"; '
+                   "terms channel:LAYER:INDEX, neuron:LAYER:INDEX (centre unit), layer:LAYER (energy).")
+@click.option("--param", type=click.Choice(PARAMS), default=None,
+              help="fourier (decorrelated colour, 1/f scaling) or pixel  [default: fourier; pixel with --image]")
+@click.option("--size", default=str(_VIS["size"].default), show_default=True, callback=lambda ctx, param, value: (
+                  int(value) if value.isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]),
+              help="Tile size: N (square; with --image its longer side) or WxH.")
+@click.option("--image", type=click.Path(dir_okay=False), default=None,
+              help="Start from this image instead of noise (DeepDream).")
+@click.option("--octaves", type=click.IntRange(1), default=_VIS["octaves"].default, show_default=True,
+              help="DeepDream octaves: start this many octave-scale steps smaller, carry the detail up.")
+@click.option("--octave-scale", type=click.FloatRange(1, min_open=True), default=_VIS["octave_scale"].default,
+              show_default=True, help="Size ratio between octaves.")
+@click.option("--jitter", type=click.IntRange(0), default=_VIS["jitter"].default, show_default=True,
+              help="Random shift of up to this many pixels at each step.")
+@click.option("--scale-jitter", type=click.FloatRange(0, 1, max_open=True), default=_VIS["scale_jitter"].default,
+              show_default=True, help="Random zoom by up to this fraction at each step.")
+@click.option("--rotate", type=click.FloatRange(0), default=_VIS["rotate"].default, show_default=True,
+              help="Random rotation of up to this many degrees at each step.")
+@click.option("--cols", type=click.IntRange(1), default=None, help="Grid columns  [default: up to 4]")
+@optimizer_options(visualize_api)
+def visualize_command(output, report, quiet, model, preprocess, pool, device, objectives, size, image, **options):
+    """Images that excite each channel of a layer (activation maximisation), or DeepDream on --image.
+
+    \b
+      invtool visualize --layer conv4_1 --channels 0-15 -o grid.png
+      invtool visualize --objective "channel:conv4_1:12 - 0.5*channel:conv4_1:40" -o mix.png
+      invtool visualize --layer conv4_2 --image photo.jpg --octaves 4 -o dream.png
+    """
+    from .record import check_output
+
+    check_output(output, image)
+    run = visualize_api(objectives=list(objectives) or None, model=model, preprocess=preprocess, pool=pool,
+                        device=device, size=size, image=image, progress=not quiet, **options)
+    finish(run, output, report)

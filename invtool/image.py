@@ -63,22 +63,11 @@ def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.T
 
 
 def fit_size(w: int, h: int, size: int | tuple[int, int]) -> tuple[int, int]:
-    """(width, height) for `size`: an int is the longer side (aspect kept), a pair is taken as is."""
+    """(width, height) for `size`: an int is the longer side (aspect kept), a pair is (width, height)."""
     if isinstance(size, int):
         k = size / max(w, h)
         return max(1, round(w * k)), max(1, round(h * k))
     return int(size[0]), int(size[1])
-
-
-def parse_size(text: str) -> int | tuple[int, int]:
-    """'256' -> 256 (the longer side); '512x384' -> (512, 384) (width, height)."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise InvtoolError(f"bad size {text!r}; give N (the longer side) or WxH, e.g. 512x384")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

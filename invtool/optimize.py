@@ -162,6 +162,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                 if stop.is_set() or asked or done >= budget:
                     raise _Stop
                 opt.zero_grad(set_to_none=True)
+                if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
+                    param.project()
                 img = param.image_fn()
                 seen = transforms(img, generator) if transforms else img
                 loss, terms = objective.evaluate(model.features(seen, layers), img)
@@ -192,8 +194,6 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                         opt.step()
                     else:   # several iterations per call, so L-BFGS keeps its last line-search point
                         opt.step(closure)
-                    if param.project:
-                        param.project()
                     if len(history) - len(host) >= window or done >= budget:
                         reason = sync()
                         if reason or (tol > 0 and _converged(host, scale_starts[-1], window, tol)):

@@ -1,9 +1,9 @@
 """Image parameterisations: what the optimiser actually moves, and how that becomes an image.
 
 A `Param` holds the tensors to optimise (`params`) and `image_fn()`, which maps them to the image the
-model sees: `[N, 3, H, W]`, RGB in [0, 1]. `project` (optional) is applied after each optimiser step,
-and `resize` (optional) gives the same image as a new Param of another size, which is what lets the
-engine run coarse to fine. Unpacks as `params, image_fn = param` (lucent style).
+model sees: `[N, 3, H, W]`, RGB in [0, 1]. `project` (optional) is applied before each evaluation (so
+after each step), and `resize` (optional) gives the same image as a new Param of another size, which is
+what lets the engine run coarse to fine. Unpacks as `params, image_fn = param` (lucent style).
 
 Example:
     >>> params, image_fn = pixel(torch.rand(1, 3, 64, 64))
@@ -29,7 +29,7 @@ class Param:
 
 
 def pixel(init: torch.Tensor) -> Param:
-    """The pixels themselves, kept in [0, 1] by clamping after each step (projected gradient descent).
+    """The pixels themselves, kept in [0, 1] by clamping before each evaluation (projected gradient descent).
 
     Args:
         init: the starting image `[N, 3, H, W]` in [0, 1] (copied; it sets the device and the size).

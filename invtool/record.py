@@ -13,15 +13,47 @@ import io
 import json
 import platform
 import sys
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
+from .errors import InvtoolError
 from .image import encode_png, write_atomic
 from .optimize import Result
 
 _PACKAGES = ("invtool", "torch", "onnx", "onnxruntime", "numpy", "opencv-python-headless", "scikit-image")
+
+
+@dataclass
+class Run:
+    """What each command's Python API returns: the image, its record, and what the report shows.
+
+    Example:
+        >>> run = invtool.synthesize_texture("brick.png", steps=100)
+        >>> run.save("out/brick.png", report=True)
+    """
+    image: torch.Tensor
+    record: dict
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.record.get("interrupted"))
+
+    def save(self, path, report: bool = False) -> list[Path]:
+        """Write the image, its `.json` record and with `report` its `.html` page (see `save_run`)."""
+        return save_run(path, self.image, self.record, report=report, inputs=self.inputs, snapshots=self.snapshots)
+
+
+def check_output(path, *inputs) -> None:
+    """InvtoolError when the output path is one of the input files (it would be overwritten)."""
+    out = Path(path).resolve()
+    for p in inputs:
+        if isinstance(p, (str, Path)) and Path(p).resolve() == out:
+            raise InvtoolError(f"-o {path} is the input image {p}; choose another output path")
 
 
 def package_versions() -> dict[str, str]:
@@ -121,13 +153,18 @@ def _loss_plot(record: dict) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=90)
-    ax.plot(range(1, len(loss) + 1), loss, label="total", color="black")
-    terms = record["history"]["terms"]
-    if len(terms) > 1:
-        for name, values in terms.items():
-            ax.plot(range(1, len(values) + 1), [abs(v) for v in values], label=name, lw=0.8)
-    for s in record.get("scale_starts", [])[1:]:
-        ax.axvline(s + 0.5, color="grey", ls=":", lw=0.8)
+    if record.get("runs"):   # a sweep: one curve per run
+        for run in record["runs"]:
+            ax.plot(range(1, len(run["history"]["loss"]) + 1), run["history"]["loss"], label=run["label"], lw=1)
+        loss = [v for run in record["runs"] for v in run["history"]["loss"]]
+    else:
+        ax.plot(range(1, len(loss) + 1), loss, label="total", color="black")
+        terms = record["history"]["terms"]
+        if len(terms) > 1:
+            for name, values in terms.items():
+                ax.plot(range(1, len(values) + 1), [abs(v) for v in values], label=name, lw=0.8)
+        for s in record.get("scale_starts", [])[1:]:
+            ax.axvline(s + 0.5, color="grey", ls=":", lw=0.8)
     if all(v > 0 for v in loss if v == v):
         ax.set_yscale("log")
     ax.set_xlabel("step")

@@ -1,0 +1,173 @@
+"""Neural texture synthesis (Gatys et al. 2015): noise moved until its feature statistics match a source's.
+
+Three statistics: `gram` (Gram matrices, Gatys), `sorted` (each channel's sorted activations, a 1-D
+optimal transport per channel) and `swd` (sliced Wasserstein over random projections of the channel
+vectors, Heitz et al. 2021). All are independent of the pixel count, so the output may have any size and
+`tile=True` makes it wrap around seamlessly (a random circular shift before the model at each step).
+
+Example:
+    >>> run = synthesize_texture("examples/textures/brick.png", out_size=(384, 256), tile=True)
+    >>> run.save("out/brick.png", report=True)
+"""
+import itertools
+from pathlib import Path
+
+import torch
+
+from . import losses
+from .errors import InvtoolError, close_matches
+from .image import fit_size, read_image
+from .model import FeatureModel, load_model
+from .objectives import Objective
+from .optimize import optimize, require_size
+from .record import Run, build_record
+from .transforms import random_roll
+
+DEFAULT_MODEL = "models/vgg16.onnx"
+GATYS_LAYERS = ("conv1_1", "pool1", "pool2", "pool3", "pool4")
+LOSSES = ("gram", "sorted", "swd")
+WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")
+
+
+def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=GATYS_LAYERS,
+                       layer_weights="uniform", loss: str = "gram", gram_norm: str = "gatys",
+                       pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
+                       tile: bool = False, scales: int = 2, optimizer: str = "lbfgs", steps: int = 300,
+                       lr: float = 1.0, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
+                       save_every: int = 0, progress: bool = True, callback=None) -> Run:
+    """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
+
+    Args:
+        source: an image file or a `[1, 3, H, W]` tensor in [0, 1].
+        model: an ONNX path or a loaded FeatureModel.
+        layers: the layers whose statistics are matched (names or ONNX tensor names).
+        layer_weights: one number per layer, or "uniform" | "increasing" | "decreasing" |
+            "inverse-channels" (each normalised to sum to 1; uniform is Gatys' 1/L).
+        loss: "gram" | "sorted" | "swd".
+        gram_norm: the Gram normalisation, a key of `losses.GRAM_NORMS`; "gatys" is Gatys et al.'s
+            1/(4 N² M²) and does not depend on the image size.
+        size: resize the source first: N (longer side) or (width, height).
+        out_size: the output's N (longer side, the source's aspect) or (width, height); default the
+            (resized) source's size.
+        tile: make the output wrap around seamlessly.
+        scales, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to
+            `optimize`. L-BFGS over 2 scales is the default: on VGG16 at 256x256 it reaches a Gram loss
+            the seeds' Adam setting needs over 5x the time for (see tests/bench/bench_texture.py).
+    """
+    options = {k: v for k, v in locals().items() if k not in ("model", "source", "callback", "progress")}
+    options.update(source=str(source) if isinstance(source, (str, Path)) else "tensor",
+                   model=str(model.path if isinstance(model, FeatureModel) else model))
+    if loss not in LOSSES:
+        raise InvtoolError(f"unknown loss {loss!r}{close_matches(loss, LOSSES)}; use one of {', '.join(LOSSES)}")
+    if gram_norm not in losses.GRAM_NORMS:
+        raise InvtoolError(f"unknown Gram normalisation {gram_norm!r}; use one of {', '.join(losses.GRAM_NORMS)}")
+    model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
+                                                                     device=device)
+    layers = list(layers)
+    for name in layers:
+        model.resolve(name)
+    weights = layer_weighting(model, layers, layer_weights)
+    src, notes = (read_image(source, size) if isinstance(source, (str, Path))
+                  else (source.detach().float().cpu(), []))
+    require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
+    ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
+
+    objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    init = torch.rand(1, 3, oh, ow, generator=generator)
+    result = optimize(model, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
+                      tol=tol, scales=scales, transforms=random_roll() if tile else None, callback=callback,
+                      save_every=save_every, seed=seed, progress=progress)
+    metrics = {"gatys_loss": gatys_texture_loss(model, src, result.image)}
+    record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
+    record["layer_weights"] = weights
+    return Run(result.image, record, {"source": src}, result.snapshots)
+
+
+def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights, *, loss: str = "gram",
+                      gram_norm: str = "gatys", seed: int = 0) -> Objective:
+    """The weighted sum over layers of one statistic loss against the source's features (computed once)."""
+    with torch.no_grad():
+        feats = model.features(source.to(model.device), layers)
+    generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
+    terms = []
+    for name, w in zip(layers, weights):
+        if loss == "gram":
+            target = losses.gram_matrix(feats[name], gram_norm)
+            fn = lambda f, x, n=name, t=target: losses.gram_loss(losses.gram_matrix(f[n], gram_norm), t)
+        elif loss == "sorted":
+            target = losses.sorted_channels(feats[name])
+            fn = lambda f, x, n=name, t=target: losses.sorted_loss(f[n], t)
+        else:
+            fn = lambda f, x, n=name, t=feats[name]: losses.sliced_wasserstein_loss(f[n], t, generator=generator)
+        terms.append(w * Objective(fn, [name], name=f"{loss}:{name}"))
+    return sum(terms)
+
+
+def layer_weighting(model: FeatureModel, layers, spec) -> list[float]:
+    """Per-layer weights from a list of numbers or a named weighting (normalised to sum to 1)."""
+    n = len(layers)
+    if not isinstance(spec, str):
+        weights = [float(w) for w in spec]
+        if len(weights) != n:
+            raise InvtoolError(f"{len(weights)} layer weights for {n} layers; give one per layer")
+        return weights
+    if spec == "uniform":
+        raw = [1.0] * n
+    elif spec == "increasing":
+        raw = [i + 1.0 for i in range(n)]
+    elif spec == "decreasing":
+        raw = [n - i + 0.0 for i in range(n)]
+    elif spec == "inverse-channels":
+        raw = [1.0 / model.channels(name) for name in layers]
+    else:
+        raise InvtoolError(f"unknown layer weighting {spec!r}{close_matches(spec, WEIGHTINGS)}; "
+                           f"use numbers or one of {', '.join(WEIGHTINGS)}")
+    return [r / sum(raw) for r in raw]
+
+
+def gatys_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor,
+                       layers=GATYS_LAYERS) -> float:
+    """The evaluator every texture is judged by: Gatys' Gram loss, 1/5 each on conv1_1, pool1..pool4."""
+    with torch.no_grad():
+        weights = [1.0 / len(layers)] * len(layers)
+        objective = texture_objective(model, source, layers, weights)
+        return float(objective(model.features(image.to(model.device), layers), image))
+
+
+def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
+    """One texture per (layer set, weighting), side by side in a labelled contact sheet.
+
+    The seeds' layer and weighting studies as one call; by default Gatys et al.'s progression
+    conv1_1, +pool1, +pool2, … up to pool4.
+
+    Example:
+        >>> run = texture_sweep("brick.png", layer_sets=[["conv1_1"], ["conv1_1", "pool1", "pool2"]])
+    """
+    from .image import contact_sheet
+
+    layer_sets = [list(s) for s in layer_sets] if layer_sets else [list(GATYS_LAYERS[:k]) for k in range(1, 6)]
+    weightings = list(weightings) if weightings else [kwargs.pop("layer_weights", "uniform")]
+    kwargs.pop("layer_weights", None)
+    model = kwargs.pop("model", DEFAULT_MODEL)
+    if not isinstance(model, FeatureModel):   # load once for all runs
+        model = load_model(model, preprocess=kwargs.pop("preprocess", None), pool=kwargs.pop("pool", "max"),
+                           device=kwargs.pop("device", None))
+    runs, labels = [], []
+    for layers, weighting in itertools.product(layer_sets, weightings):
+        run = synthesize_texture(source, model=model, layers=layers, layer_weights=weighting, **kwargs)
+        runs.append(run)
+        label = ",".join(layers) if len(layers) <= 2 else f"{layers[0]}..{layers[-1]} ({len(layers)})"
+        labels.append(label if len(weightings) == 1 else f"{label} {weighting}")
+        if run.interrupted:
+            break
+    source_img = runs[0].inputs["source"]
+    sheet = contact_sheet([source_img] + [r.image for r in runs], ["source"] + labels)
+    record = dict(runs[-1].record, command="texture --sweep", runs=[
+        {"label": lb, **{k: r.record[k] for k in ("layers", "layer_weights", "steps", "wall_time", "steps_per_sec",
+                                                  "final_loss", "metrics", "stop_reason", "history")}}
+        for lb, r in zip(labels, runs)])
+    record["options"] = dict(record["options"], layer_sets=layer_sets, weightings=weightings)
+    record["layers"] = layer_sets
+    record["interrupted"] = any(r.interrupted for r in runs)
+    return Run(sheet, record, {"source": source_img})

@@ -1,0 +1,144 @@
+"""The optimisation engine on the real VGG16 at tiny sizes: descent, scales, determinism, stops, errors."""
+import os
+import signal
+
+import pytest
+import torch
+
+from conftest import VGG16_ONNX
+from invtool import InvtoolError, load_model, losses
+from invtool.objectives import Objective
+from invtool.optimize import check_memory, estimate_memory, optimize
+
+LAYERS = ["conv1_1", "pool1"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing: run `make export-models`")
+    return load_model(VGG16_ONNX, device="cpu")
+
+
+def gram_objective(model, source, layers=LAYERS):
+    with torch.no_grad():
+        feats = model.features(source, layers)
+    targets = {n: losses.gram_matrix(feats[n]) for n in layers}
+    return sum(Objective(lambda f, x, n=n: losses.gram_loss(losses.gram_matrix(f[n]), targets[n]), [n], name=n)
+               for n in layers)
+
+
+def noise(seed, size=32):
+    return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def stripes(size=32):
+    """A smooth coloured pattern, far from noise in Gram terms."""
+    t = torch.linspace(0, 6.28, size)
+    return (0.5 + 0.4 * torch.stack([t.sin()[None, :] * torch.ones(size, 1), t.cos()[:, None] * torch.ones(1, size),
+                                     torch.full((size, size), 0.3)]))[None]
+
+
+def test_objective_algebra():
+    a = Objective(lambda f, x: x.sum(), name="s")
+    b = Objective(lambda f, x: f["conv1_1"].mean(), layers=["conv1_1"], name="m")
+    total = 2 * a - b / 4 + a
+    assert total.names == ["s", "m", "s#2"] and total.layers == ("conv1_1",)
+    x, f = torch.ones(1, 3, 2, 2), {"conv1_1": torch.full((1, 2, 2, 2), 8.0)}
+    value, terms = total.evaluate(f, x)
+    assert value.item() == pytest.approx(2 * 12 - 8 / 4 + 12)
+    assert total.terms(f, x) == {"s": 24.0, "m": -2.0, "s#2": 12.0}
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("lbfgs", 1.0)])
+def test_loss_decreases_and_best_image_is_returned(model, optimizer, lr):
+    obj = gram_objective(model, stripes())
+    res = optimize(model, obj, noise(1), optimizer=optimizer, lr=lr, steps=15, progress=False)
+    assert res.steps == 15 and len(res.history) == 15 and set(res.term_history) == set(LAYERS)
+    assert res.loss == pytest.approx(min(res.history), rel=1e-5)
+    assert res.loss < 0.5 * res.history[0]
+    assert res.image.shape == (1, 3, 32, 32) and 0 <= res.image.min() and res.image.max() <= 1
+    # the returned image really has the reported loss
+    with torch.no_grad():
+        assert obj(model.features(res.image, LAYERS), res.image).item() == pytest.approx(res.loss, rel=1e-4)
+
+
+def test_deterministic_under_seed(model):
+    from invtool.transforms import random_roll
+
+    obj = gram_objective(model, stripes())
+    runs = [optimize(model, obj, noise(1), steps=6, seed=s, transforms=random_roll(), progress=False)
+            for s in (3, 3, 4)]
+    assert torch.equal(runs[0].image, runs[1].image)
+    assert not torch.equal(runs[0].image, runs[2].image)
+
+
+def test_coarse_to_fine(model):
+    obj = gram_objective(model, stripes())
+    res = optimize(model, obj, noise(1), steps=10, scales=2, save_every=3, progress=False)
+    assert res.sizes == [(16, 16), (32, 32)] and res.scale_starts == [0, 5]
+    assert res.image.shape == (1, 3, 32, 32)
+    assert [s for s, _ in res.snapshots] == [3, 6, 9]
+    assert res.snapshots[0][1].shape[-1] == 16 and res.snapshots[-1][1].shape[-1] == 32
+
+
+def test_scales_too_small_for_the_layers_are_dropped(model):
+    obj = gram_objective(model, noise(0), ["pool4"])     # needs 16 px
+    res = optimize(model, obj, noise(1), steps=4, scales=3, progress=False)
+    assert res.sizes == [(16, 16), (32, 32)] and "2 of 3 scales" in res.notes[0]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_finite_image(model):
+    calls = []
+
+    def blows_up(f, x):
+        calls.append(1)
+        return f["conv1_1"].mean() * (float("nan") if len(calls) > 4 else 1.0)
+
+    obj = Objective(lambda f, x: (x - 0.5).square().mean(), name="fine") + Objective(blows_up, ["conv1_1"], "boom")
+    res = optimize(model, obj, noise(1), steps=50, window=3, progress=False)
+    assert res.stopped_early and "'boom'" in res.stop_reason and "step 5" in res.stop_reason
+    assert torch.isfinite(res.image).all() and res.loss == pytest.approx(min(res.history[:4]), rel=1e-6)
+
+
+def test_tolerance_stops_a_flat_loss(model):
+    obj = Objective(lambda f, x: f["conv1_1"].mean() * 0 + 1.0, ["conv1_1"], name="flat")
+    res = optimize(model, obj, noise(1), steps=100, tol=1e-3, window=5, progress=False)
+    assert res.stopped_early and res.steps == 10
+
+
+def test_sigint_interrupts_cleanly(model):
+    obj = gram_objective(model, stripes())
+
+    def send_sigint(step):
+        if step.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    res = optimize(model, obj, noise(1), steps=50, callback=send_sigint, progress=False)
+    assert res.interrupted and res.stop_reason == "interrupted" and res.steps == 3
+    assert res.image.shape == (1, 3, 32, 32)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+
+
+def test_callback_can_stop(model):
+    obj = gram_objective(model, stripes())
+    res = optimize(model, obj, noise(1), steps=50, callback=lambda s: s.step == 4, progress=False)
+    assert res.steps == 4 and not res.interrupted and "callback" in res.stop_reason
+
+
+def test_bad_arguments(model):
+    obj = gram_objective(model, noise(0), ["pool3"])
+    with pytest.raises(InvtoolError, match="use at least 8x8"):
+        optimize(model, obj, noise(1, size=6), progress=False)
+    with pytest.raises(InvtoolError, match="unknown optimizer 'sgd'"):
+        optimize(model, obj, noise(1), optimizer="sgd", progress=False)
+
+
+def test_memory_estimate(model, monkeypatch):
+    est = estimate_memory(model, LAYERS, 64, 64)
+    assert estimate_memory(model, LAYERS, 128, 128) == pytest.approx(4 * est, rel=1e-3)   # grows with pixels
+    conv1_1 = 64 * 64 * 64 * 4                      # bytes of one 64-channel float map at 64x64
+    assert 2 * conv1_1 < est < 20 * conv1_1         # conv1_1 and conv1_2 are saved, and their gradients
+    monkeypatch.setattr("invtool.optimize.available_memory", lambda device: 2**30)
+    with pytest.raises(InvtoolError, match=r"a 8000x6000 image through pool1 needs about \d+\.\d GB"):
+        check_memory(model, LAYERS, 6000, 8000)
