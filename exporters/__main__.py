@@ -19,7 +19,7 @@ from .sources import FORMAT_NAMES
 
 
 class _Group(click.Group):
-    """Bad input (InvtoolError) is one line `error: …` and exit 1, as in the invtool CLI; --debug re-raises.
+    """Any error is one line `error: …` and exit 1, as in the invtool CLI; --debug shows the traceback.
 
     Not imported from invtool.cli, which loads the rebuilder the exporters must not depend on.
     """
@@ -27,10 +27,14 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except InvtoolError as e:
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            unexpected = "" if isinstance(e, InvtoolError) else f"{type(e).__name__}: "
+            hint = "" if isinstance(e, InvtoolError) else " (run with --debug for the traceback)"
+            click.echo(f"error: {unexpected}{e}{hint}", err=True)
             sys.exit(1)
 
 

@@ -4,6 +4,8 @@ Kernels are HWIO; fc6 follows a reshape of the NHWC pool5, so its rows run in (H
 tensorflow-vgg feeds BGR images in 0-255 minus the ImageNet mean (the `caffe` preset). Reading the file
 unpickles it (`allow_pickle`): only read .npy files from sources you trust.
 """
+import pickle
+
 import numpy as np
 
 from invtool.errors import InvtoolError
@@ -16,8 +18,8 @@ def read(path, arch: str | None = None) -> Weights:
         raise InvtoolError(f"TF1 .npy weights are read as VGG16, not {arch!r}; drop --arch or use --arch vgg16")
     try:
         layers = np.load(path, allow_pickle=True, encoding="latin1").item()
-    except (OSError, ValueError, EOFError) as e:
-        raise InvtoolError(f"cannot read {path} as a .npy dict ({e}); is the file complete?") from None
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        raise InvtoolError(f"cannot read {path} as a .npy dict ({type(e).__name__}); is the file complete?") from None
     if not isinstance(layers, dict) or "conv1_1" not in layers:
         raise InvtoolError(f"{path} is not a TF1 VGG16 dict (no 'conv1_1': [W, b]); give tensorflow-vgg's vgg16.npy layout")
     state, origin, modules = {}, {}, vgg16_param_layers()

@@ -42,7 +42,7 @@ def _load(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch and safetensors raise many types for a bad file
         raise InvtoolError(f"cannot read {path} as a PyTorch state dict ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:200]}); is the file complete?") from None
+                           f"{str(e).split('.')[0][:120]}); is the file complete?") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a training checkpoint
         state = state["state_dict"]
     return state if isinstance(state, dict) else {}
