@@ -273,6 +273,25 @@ def test_keras_applications_full_with_nhwc_flatten(tmp_path):
     assert json.loads(meta["invtool.aliases"])["predictions"] == "fc8"
 
 
+def test_keras_layouts_read_the_same(tmp_path):
+    """Keras 3 `.weights.h5` (layers/<name>/vars/i) and a Keras 2 full-model file (model_weights/…, with
+    optimizer moments that must be ignored) give the same state dict as Keras 2 save_weights."""
+    layers = {k: v for k, v in vgg_tf_layers(seed=5, classes=3).items() if k in ("conv1_1", "conv1_2", "fc6", "fc8")}
+    write_keras_applications(tmp_path / "k2.h5", layers)
+    with h5py.File(tmp_path / "k3.weights.h5", "w") as f3, h5py.File(tmp_path / "full.h5", "w") as full:
+        for canonical, (kernel, bias) in layers.items():
+            name = KERAS_NAMES[canonical]
+            f3[f"layers/{name}/vars/0"], f3[f"layers/{name}/vars/1"] = kernel, bias
+            full[f"model_weights/{name}/{name}/kernel:0"], full[f"model_weights/{name}/{name}/bias:0"] = kernel, bias
+            full[f"optimizer_weights/training/Adam/{name}/kernel/m:0"] = np.zeros_like(kernel)
+    reference = read(tmp_path / "k2.h5").state_dict
+    for other in ("k3.weights.h5", "full.h5"):
+        state = read(tmp_path / other).state_dict
+        assert state.keys() == reference.keys()
+        assert all(np.array_equal(state[k], reference[k]) for k in state)
+    assert reference["classifier.0.weight"].shape == (32, 25088)
+
+
 def test_tf1_npy_dict_matches_nhwc_numpy(tmp_path):
     layers = vgg_tf_layers(seed=2, classes=5)
     np.save(tmp_path / "vgg16.npy", {name: [k, b] for name, (k, b) in layers.items()}, allow_pickle=True)

@@ -62,7 +62,10 @@ def read(path, arch: str | None = None) -> Weights:
 
 
 def _keras_layer(name: str) -> str | None:
-    """The canonical layer of a dataset path in a keras.applications file (None for other datasets)."""
+    """The canonical layer of a dataset path in a keras.applications file (None for other datasets,
+    such as the optimizer's moments a full-model file keeps under `optimizer_weights/`)."""
+    if name.startswith("optimizer_weights/"):
+        return None
     return next((_KERAS_NAMES[part] for part in name.split("/") if part in _KERAS_NAMES), None)
 
 
