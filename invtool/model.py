@@ -48,14 +48,14 @@ class FeatureModel:
         self.input_name, self.channels_last = _image_input(proto, self._weights)
         self._pre = None if preprocess is None or preprocess.is_identity() else preprocess.module().to(self.device)
         self.preprocess = preprocess
-        self._producer = {out: node.op_type for node in proto.graph.node for out in node.output if out}
+        self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = json.loads(self.metadata.get("invtool.aliases", "{}"))
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
 
     # --- names -----------------------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
-        """Every addressable tensor (node outputs), in graph order."""
+        """Every addressable tensor (node outputs that depend on the image), in graph order."""
         return list(self._producer)
 
     def resolve(self, name: str) -> str:
@@ -194,6 +194,18 @@ def load_model(path, preprocess=None, pool: str = "max", device=None) -> Feature
     pre = None if preprocess is None else resolve_preprocess(preprocess)
     return FeatureModel(proto, path=str(path), sha256=_sha256(path),
                         preprocess=pre, pool=pool, device=device)
+
+
+def _computed_tensors(proto: onnx.ModelProto, weights) -> dict[str, str]:
+    """Node outputs that depend on the image (not constants or shape arithmetic on them) -> op type."""
+    known, computed = set(weights), {}
+    for node in proto.graph.node:
+        outs = [o for o in node.output if o]
+        if all(i == "" or i in known for i in node.input):
+            known.update(outs)
+        else:
+            computed.update((o, node.op_type) for o in outs)
+    return computed
 
 
 def _sha256(path: Path) -> str:

@@ -35,7 +35,7 @@ def _all_tensors_match(path, x):
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = x.transpose(0, 2, 3, 1).copy() if model.channels_last else x
     ref = dict(zip(names, sess.run(names, {model.input_name: feed})))
-    float_names = [n for n in names if ref[n].dtype == np.float32]
+    float_names = [n for n in model.names if ref[n].dtype == np.float32]
     assert float_names
     with torch.no_grad():
         ours = model.features(torch.from_numpy(x), float_names)

@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..errors import InvtoolError
-from .registry import find_converter
+from .registry import MULTI_OUTPUT, find_converter
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -71,12 +71,8 @@ def needed_nodes(graph: onnx.GraphProto, outputs) -> list[onnx.NodeProto]:
 
 
 def _output(result, k: int):
-    """Output k of a converter's result (a tensor for single-output converters)."""
-    if isinstance(result, (tuple, list)):
-        return result[k]
-    if k == 0:
-        return result
-    raise InvtoolError(f"output {k} of this node is not supported (only its first output is computed)")
+    """Output k of a multi-output converter's result."""
+    return result[k]
 
 
 def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
@@ -96,6 +92,12 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
     consts = dict(initializers(model) if weights is None else weights)  # values known at build time
     nodes = needed_nodes(g, outputs)
     converters = [_converter_for(n, opset, pool) for n in nodes]  # fail early: nothing half-built
+    used = {i for n in nodes for i in n.input} | set(outputs)
+    for node, (fn, _) in zip(nodes, converters):
+        extra = [o for o in node.output[1:] if o in used]
+        if extra and fn not in MULTI_OUTPUT:
+            raise InvtoolError(f"output {extra[0]!r} of {node.op_type} node {node.name!r} is not supported: "
+                               "only its first output is computed")
 
     root, graph = nn.Module(), fx.Graph()
     env: dict[str, fx.Node] = {i.name: graph.placeholder(_py_name(i.name, "input"))
@@ -122,14 +124,14 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
         if all(n == "" or n in consts for n in names):  # fold: computed once, now
             with torch.no_grad():
                 result = fn(*[consts.get(n) for n in names], **attrs)
-            for k, out in enumerate(node.output):
-                if out:
-                    consts[out] = _output(result, k)
+            outs = result if fn in MULTI_OUTPUT else (result,)
+            consts.update((out, v) for out, v in zip(node.output, outs) if out)
             continue
         call = graph.call_function(fn, tuple(value(n) for n in names), attrs)
-        for k, out in enumerate(node.output):
-            if out:
-                env[out] = call if len(node.output) == 1 else graph.call_function(_output, (call, k))
+        if fn in MULTI_OUTPUT:
+            env.update((out, graph.call_function(_output, (call, k))) for k, out in enumerate(node.output) if out)
+        else:
+            env[node.output[0]] = call
 
     graph.output(tuple(value(o) for o in outputs))
     graph.eliminate_dead_code()
@@ -139,6 +141,8 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
 def _converter_for(node: onnx.NodeProto, opset: int, pool: str):
     attrs = node_attributes(node)
     op = node.op_type
+    if op == "Split":  # before opset 18 an even split is told only by the number of outputs
+        attrs.setdefault("num_outputs", len(node.output))
     if pool == "avg" and op == "MaxPool":
         op = "AveragePool"
         attrs.pop("storage_order", None)

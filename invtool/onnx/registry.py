@@ -3,7 +3,7 @@
 A converter is a plain function in the style of tinygrad's ONNX runner: the node's inputs are its
 positional arguments (torch tensors, None for an omitted optional input) and the node's attributes are
 keyword arguments carrying their ONNX names and defaults, so a node passes through with no per-op
-parsing. It returns a tensor, or a tuple for ops with several outputs.
+parsing. It returns a tensor, or (registered with `multi_output=True`) a tuple of the node's outputs.
 
 Example:
     @converter("Relu")
@@ -19,11 +19,17 @@ from ..errors import InvtoolError
 
 # op type -> {since version -> converter}
 CONVERTERS: dict[str, dict[int, Callable]] = {}
+MULTI_OUTPUT: set[Callable] = set()  # converters that return a tuple, one entry per node output
 
 
-def converter(*op_types: str, since: int = 1):
-    """Register a function for these op types from opset `since` on (until a newer one takes over)."""
+def converter(*op_types: str, since: int = 1, multi_output: bool = False):
+    """Register a function for these op types from opset `since` on (until a newer one takes over).
+
+    `multi_output=True`: the function always returns a tuple, one entry per node output.
+    """
     def register(fn):
+        if multi_output:
+            MULTI_OUTPUT.add(fn)
         for op in op_types:
             CONVERTERS.setdefault(op, {})[since] = fn
         return fn

@@ -44,19 +44,19 @@ def identity(x):
     return x
 
 
-@converter("Dropout")
+@converter("Dropout", multi_output=True)
 def dropout(x, ratio=None, training_mode=None, *, is_test=0, seed=None, consumed_inputs=None):
     """Identity: invtool evaluates networks, so Dropout is never active. Its mask is what ONNX Runtime
     gives in inference: zeros before opset 10, False for opsets 10-11, True from 12."""
     return x, torch.zeros_like(x)
 
 
-@converter("Dropout", since=10)
+@converter("Dropout", since=10, multi_output=True)
 def dropout_10(x, ratio=None, training_mode=None, *, seed=None):
     return x, torch.zeros_like(x, dtype=torch.bool)
 
 
-@converter("Dropout", since=12)
+@converter("Dropout", since=12, multi_output=True)
 def dropout_12(x, ratio=None, training_mode=None, *, seed=None):
     return x, torch.ones_like(x, dtype=torch.bool)
 
@@ -162,7 +162,7 @@ def concat(*xs, axis):
     return torch.cat(xs, dim=axis)
 
 
-@converter("Split")
+@converter("Split", multi_output=True)
 def split(x, split=None, *, axis=0, num_outputs=None):
     """Sizes from the attribute (before 13) or input (13 on), else num_outputs parts (18 on)."""
     if split is not None:
