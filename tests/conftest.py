@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from exporters.architectures import ResNet18, VGG16
+from oracle import assert_close as oracle_assert_close
 
 ROOT = Path(__file__).resolve().parent.parent
 VGG16_ONNX = ROOT / "models" / "vgg16.onnx"
@@ -66,17 +67,14 @@ def resnet18_onnx(tmp_path_factory):
     return path, net
 
 
+def assert_close(actual, expected, rel=1e-4):
+    """Max abs error within `rel` of the expected output's scale (max |expected|, at least 1)."""
+    if isinstance(actual, torch.Tensor):
+        actual = actual.detach().cpu().numpy()
+    oracle_assert_close(actual, expected, atol_scale=rel)
+
+
 def ort_outputs(path, x: np.ndarray, names=None) -> dict[str, np.ndarray]:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = names or [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
-
-
-def assert_close(actual, expected, rel=1e-4):
-    """Max abs error within `rel` of the expected output's scale (max |expected|, at least 1)."""
-    actual = actual.detach().cpu().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = max(1.0, float(np.abs(expected).max()))
-    err = float(np.abs(actual - expected).max())
-    assert err <= rel * scale, f"max abs error {err:.3g} > {rel} x scale {scale:.3g}"

@@ -240,6 +240,7 @@ case("Unsqueeze", "axes-input", {"x": rand(2, 3)}, {"axes": i64(-1, 0)}, opsets=
 case("Split", "sizes-attr", {"x": X4}, opsets=(7, 11), outputs=("y0", "y1"), axis=1, split=[1, 3])
 case("Split", "sizes-input", {"x": X4}, {"s": i64(2, 5)}, opsets=(13, 18, 21), outputs=("y0", "y1"), axis=-2)
 case("Split", "num-outputs", {"x": X4}, opsets=(18, 21), outputs=("y0", "y1", "y2"), axis=2, num_outputs=3)
+case("Split", "even-by-output-count", {"x": X4}, opsets=(7, 11, 13), outputs=("y0", "y1"), axis=1)
 case("Slice", "attrs", {"x": X4}, opsets=(7, 9), starts=[1, 2], ends=[3, -1], axes=[2, 3])
 case("Slice", "attrs-no-axes", {"x": X4}, opsets=(7,), starts=[0, 1], ends=[1, INT64_MAX])
 case("Slice", "inputs", {"x": X4}, {"st": i64(1, 2), "en": i64(3, -1), "ax": i64(2, 3)}, opsets=(10, 13, 21))
