@@ -7,7 +7,7 @@ Example:
 """
 from .errors import InvtoolError
 
-__all__ = ["FeatureModel", "InvtoolError", "load_model"]
+__all__ = ["FeatureModel", "InvtoolError", "load_model", "synthesize_texture"]
 
 
 def __getattr__(name):
@@ -16,4 +16,7 @@ def __getattr__(name):
     if name in ("FeatureModel", "load_model"):
         from . import model
         return getattr(model, name)
+    if name == "synthesize_texture":
+        from .texture import synthesize_texture
+        return synthesize_texture
     raise AttributeError(f"module 'invtool' has no attribute {name!r}")
