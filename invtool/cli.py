@@ -243,3 +243,60 @@ def visualize_command(output, report, quiet, model, preprocess, pool, device, ob
     run = visualize_api(objectives=list(objectives) or None, model=model, preprocess=preprocess, pool=pool,
                         device=device, size=size, image=image, progress=not quiet, **options)
     finish(run, output, report)
+
+
+# --- invert --------------------------------------------------------------------------------------
+
+from .invert import INITS, compare_layers, invert as invert_api, metrics_table  # noqa: E402
+
+_INV = inspect.signature(invert_api).parameters
+
+
+@main.command("invert")
+@click.argument("image", type=click.Path(dir_okay=False))
+@output_options
+@model_options
+@click.option("--layer", "layers", multiple=True, default=[_INV["layers"].default], show_default=True,
+              help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat for several (--layer conv3_1 --layer fc6:0.5).")
+@click.option("--compare", default=None,
+              help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet and table.")
+@click.option("--size", default=str(_INV["size"].default), show_default=True, callback=lambda ctx, param, value: (
+                  int(value) if value.isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]),
+              help="Resize the image first: N (its longer side) or WxH; fc layers need their own size.")
+@click.option("--alpha", type=float, default=_INV["alpha"].default, show_default=True, help="Exponent of the α-norm prior.")
+@click.option("--alpha-weight", type=float, default=_INV["alpha_weight"].default, show_default=True,
+              help="Weight of the α-norm prior (0: off).")
+@click.option("--tv-beta", type=float, default=_INV["tv_beta"].default, show_default=True,
+              help="Exponent β of the total-variation prior (2 smooth, 1 keeps edges).")
+@click.option("--tv-weight", type=float, default=_INV["tv_weight"].default, show_default=True,
+              help="Weight of the total-variation prior (0: off).")
+@click.option("--jitter", type=click.IntRange(0), default=_INV["jitter"].default, show_default=True,
+              help="Random shift of up to this many pixels at each step (with --optimizer adam).")
+@click.option("--init", type=click.Choice(INITS), default=_INV["init"].default, show_default=True,
+              help="Starting image: uniform noise, flat gray, or smooth random colours.")
+@optimizer_options(invert_api)
+def invert_command(image, output, report, quiet, model, preprocess, pool, device, layers, compare, **options):
+    """Reconstruct IMAGE from its features at a layer (Mahendran & Vedaldi): what does the layer still know?
+
+    \b
+      invtool invert photo.jpg --layer conv3_1 -o conv3_1.png --report
+      invtool invert photo.jpg --layer conv3_1 --layer fc6:0.5 -o mix.png
+      invtool invert photo.jpg --compare conv1_1,conv2_1,conv3_1,conv4_1,conv5_1 --size 128 -o compare.png
+    """
+    from .record import check_output
+
+    check_output(output, image)
+    kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, progress=not quiet, **options)
+    if compare:
+        run = compare_layers(image, layers=_names(compare), **kwargs)
+        runs = run.record["runs"]
+    else:
+        run = invert_api(image, layers=list(layers), **kwargs)
+        runs = [run.record]
+    click.echo(metrics_table(runs))
+    if any(r["stop_reason"].startswith("non-finite") for r in runs):
+        run.save(output, report=report)
+        raise InvtoolError(f"{runs[-1]['stop_reason']}: the last finite image was written to {output}; "
+                           "lower --lr or the prior weights")
+    finish(run, output, report)
+

@@ -11,6 +11,7 @@ Example:
     >>> loss = gram_loss(gram_matrix(feats), target)  # every step
 """
 import torch
+import torch.nn.functional as F
 
 # Gram normalisations: the divisor of F Fᵀ, given C channels and M = H·W pixels. `gram_loss` is the
 # mean squared difference of two Grams, so "gatys" gives exactly Gatys et al. (2015) eq. 4,
@@ -95,17 +96,35 @@ def normalized_feature_error(f: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return (f - target).square().sum() / target.square().sum().clamp_min(1e-12)
 
 
-def tv_loss(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
-    """Total variation Σ ((∂x)² + (∂y)²)^(β/2) over pixels and channels, with forward differences.
+def tv_loss(x: torch.Tensor, beta: float = 2.0, scale: float = 1.0) -> torch.Tensor:
+    """Total variation R_TV^β of images `[N, C, H, W]`, per pixel, in units of `scale`.
 
-    β = 2 is the smooth quadratic prior, β = 1 the edge-preserving one; β < 2 favours sharp edges.
+    (1/(N·H·W)) Σ_{n,c,u,v} ((∂x² + ∂y²) / scale²)^(β/2), with forward differences (zero past the last
+    row and column), so a constant image gives exactly 0 and the value does not depend on the image size.
+    Mahendran & Vedaldi (2016) take `scale` = V, a typical neighbour difference of natural images, so
+    that R_TV ≈ 1 for them. β = 2 is the smooth quadratic prior; β < 2 tolerates sharp edges.
+
+    Example:
+        >>> step = torch.zeros(1, 1, 4, 4); step[..., 2:] = 1
+        >>> tv_loss(step)          # one unit jump per row, 4 rows, over 16 pixels
+        tensor(0.2500)
     """
-    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
-    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
-    sq = dx.square() + dy.square()
-    return sq.sum() if beta == 2 else sq.clamp_min(1e-12).pow(beta / 2).sum()
+    dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    sq = (dx.square() + dy.square()) / scale ** 2
+    if beta != 2:  # below β = 2 the power's gradient is infinite at 0: exact zeros stay zeros, with no gradient
+        sq = torch.where(sq > 0, sq.clamp_min(1e-12).pow(beta / 2), 0.0)
+    return sq.sum() / (x.shape[0] * x.shape[-2] * x.shape[-1])
 
 
-def alpha_norm(x: torch.Tensor, alpha: float = 6.0) -> torch.Tensor:
-    """Σ |x|^α: with a large α it keeps the image's extreme values in range (Mahendran & Vedaldi 2015)."""
-    return x.abs().pow(alpha).sum()
+def alpha_norm(x: torch.Tensor, alpha: float = 6.0, scale: float = 1.0) -> torch.Tensor:
+    """The α-norm prior R_α of images `[N, C, H, W]`, per pixel: (1/(N·H·W)) Σ |x / scale|^α.
+
+    With a large α (Mahendran & Vedaldi use 6) it barely acts inside [-scale, scale] and grows steeply
+    outside, keeping the (centred) image within the range natural images have.
+
+    Example:
+        >>> alpha_norm(torch.full((1, 3, 2, 2), 0.5), alpha=2, scale=0.5)   # 3 channels at |x| = scale
+        tensor(3.)
+    """
+    return (x / scale).abs().pow(alpha).sum() / (x.shape[0] * x.shape[-2] * x.shape[-1])

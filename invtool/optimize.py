@@ -241,8 +241,11 @@ def estimate_memory(model, layers, h: int, w: int, batch: int = 1) -> int:
 
     Measures what autograd saves for the backward pass at two small sizes; the difference is the part
     that grows with the pixel count (the weights it also saves do not), scaled to h x w and doubled for
-    the gradients flowing back through it.
+    the gradients flowing back through it. Layers that run at one input size only (fully connected ones)
+    are measured at that size.
     """
+    if model.fixed_size(layers):
+        return int(2 * batch * _saved_bytes(model, layers, model.min_size(layers)))
     side = max(model.min_size(layers), 32)
     saved = [_saved_bytes(model, layers, s) for s in (side, 2 * side)]
     per_pixel = (saved[1] - saved[0]) / (3 * side * side)

@@ -1,0 +1,232 @@
+"""Feature inversion (Mahendran & Vedaldi 2015): find an image whose features at chosen layers match a
+given image's, under natural-image priors; what the result keeps is what those layers still know.
+
+The objective is Σ_l w_l ‖Φ_l(x) − Φ_l(x₀)‖² / ‖Φ_l(x₀)‖² + λ_α R_α(x − ½) + λ_TV R_TV^β(x), with the
+priors per pixel and in Mahendran & Vedaldi's units (B = 80/255 for the range of a centred pixel,
+V = B/6.5 for a typical neighbour difference), so each term is about 1 on a natural image whatever its
+size, and one set of weights serves every layer.
+
+Example:
+    >>> run = invert("examples/images/chelsea.png", layers=["conv3_1", "fc6:0.5"], size=224)
+    >>> run.record["metrics"]
+    {'psnr': 19.2, 'ssim': 0.51, 'feature_error': {'conv3_1': 0.01, 'fc6': 0.03}}
+    >>> run.save("out/chelsea-conv3_1.png", report=True)
+"""
+import math
+from pathlib import Path
+
+import torch
+
+from . import losses
+from .errors import InvtoolError
+from .image import contact_sheet, fit_size, read_image
+from .metrics import reconstruction_metrics
+from .model import FeatureModel, load_model
+from .objectives import Objective
+from .optimize import optimize, require_size
+from .param import resize_image
+from .record import Run, build_record
+from .transforms import jitter as jitter_transform
+
+DEFAULT_MODEL = "models/vgg16.onnx"
+COMPARE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1", "fc6")
+INITS = ("noise", "gray", "blur")
+PIXEL_RANGE = 80 / 255          # B: the range of a centred natural-image pixel, in [0, 1] units
+TV_SCALE = PIXEL_RANGE / 6.5    # V: a typical difference between neighbouring pixels
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
+MAX_WEIGHT = 1e4                # past this a term drowns all others: surely a typo
+
+
+def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1", size=224,
+           alpha: float = 6.0, alpha_weight: float = 1e-4, tv_beta: float = 2.0, tv_weight: float = 1e-3,
+           jitter: int = 0, init: str = "noise", optimizer: str = "lbfgs", lr: float | None = None,
+           lr_schedule: str = "constant", steps: int = 200, tol: float = 0.0, scales: int = 1, seed: int = 0,
+           preprocess=None, pool: str = "max", device=None, save_every: int = 0, progress: bool = True,
+           callback=None) -> Run:
+    """Reconstruct `image` from its features at `layers`; returns a Run (`.image`, `.record`, `.save`).
+
+    Args:
+        image: an image file or a `[1, 3, H, W]` tensor in [0, 1].
+        model: an ONNX path or a loaded FeatureModel.
+        layers: a layer name, "name:weight", a list of those, or a {name: weight} dict (weights > 0).
+        size: resize the image (file or tensor) first: N (longer side) or (width, height); None keeps it. Fully connected
+            layers override it with the input size they need (the record notes it).
+        alpha, alpha_weight: exponent and weight of the α-norm prior on the centred image.
+        tv_beta, tv_weight: exponent and weight of the total-variation prior.
+        jitter: shift the image by up to this many pixels each step (suits Adam; makes L-BFGS noisy).
+        init: "noise" (uniform), "gray" (0.5 everywhere) or "blur" (smooth random colours).
+        optimizer, lr, lr_schedule, steps, tol, scales, seed, save_every, progress, callback: passed to
+            `optimize`; lr defaults to 1 for L-BFGS and 0.05 for Adam.
+    """
+    options = {k: v for k, v in locals().items() if k not in ("model", "image", "callback", "progress")}
+    options.update(image=str(image) if isinstance(image, (str, Path)) else "tensor",
+                   model=str(model.path if isinstance(model, FeatureModel) else model))
+    check_priors(alpha, alpha_weight, tv_beta, tv_weight)
+    if init not in INITS:
+        raise InvtoolError(f"unknown init {init!r}; use one of {', '.join(INITS)}")
+    if jitter < 0:
+        raise InvtoolError(f"--jitter must be 0 or more pixels, got {jitter}")
+    model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
+                                                                     device=device)
+    weights = parse_layers(model, layers)
+    names = list(weights)
+    src, notes = read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), [])
+    if size is not None:
+        w, h = fit_size(src.shape[-1], src.shape[-2], size)
+        src = resize_image(src, h, w)
+    if fixed := model.fixed_size(names):
+        if tuple(src.shape[-2:]) != fixed:
+            notes.append(f"image resized from {src.shape[-1]}x{src.shape[-2]} to {fixed[1]}x{fixed[0]}: "
+                         f"the fully connected layers among {', '.join(names)} need that input size")
+            src = resize_image(src, *fixed)
+    require_size(model, names, *src.shape[-2:], what="the image (after --size)")
+    if jitter and optimizer == "lbfgs":
+        notes.append("jitter makes the objective random, which L-BFGS's line search does not expect; "
+                     "use --optimizer adam with --jitter")
+
+    objective = inversion_objective(model, src, weights, alpha=alpha, alpha_weight=alpha_weight,
+                                    tv_beta=tv_beta, tv_weight=tv_weight)
+    result = optimize(model, objective, initial_image(init, src.shape, seed), optimizer=optimizer,
+                      lr=DEFAULT_LR.get(optimizer, 1.0) if lr is None else lr, steps=steps,
+                      lr_schedule=lr_schedule, tol=tol, scales=scales,
+                      transforms=jitter_transform(jitter) if jitter else None, callback=callback,
+                      save_every=save_every, seed=seed, progress=progress)
+    metrics = reconstruction_metrics(model, src, result.image, names)
+    record = build_record("invert", options, result, model=model, layers=names, metrics=metrics, notes=notes)
+    record["layer_weights"] = weights
+    return Run(result.image, record, {"original": src}, result.snapshots)
+
+
+def inversion_objective(model: FeatureModel, original: torch.Tensor, weights: dict[str, float], *,
+                        alpha: float = 6.0, alpha_weight: float = 1e-4, tv_beta: float = 2.0,
+                        tv_weight: float = 1e-3) -> Objective:
+    """Σ weight · normalised feature error at each layer, plus the α-norm and TV priors (see module doc).
+
+    The target features are computed once per image size the engine asks for (the original resized to
+    it), so coarse-to-fine runs reconstruct the original at each scale.
+    """
+    names = list(weights)
+    targets: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    def target(x) -> dict[str, torch.Tensor]:
+        hw = tuple(x.shape[-2:])
+        if hw not in targets:
+            with torch.no_grad():
+                targets[hw] = model.features(resize_image(original, *hw).to(model.device), names)
+        return targets[hw]
+
+    terms = [w * Objective(lambda f, x, n=name: losses.normalized_feature_error(f[n], target(x)[n]), [name],
+                           name=f"feature:{name}") for name, w in weights.items()]
+    if alpha_weight:
+        terms.append(alpha_weight * Objective(lambda f, x: losses.alpha_norm(x - 0.5, alpha, PIXEL_RANGE),
+                                              name=f"alpha{alpha:g}"))
+    if tv_weight:
+        terms.append(tv_weight * Objective(lambda f, x: losses.tv_loss(x, tv_beta, TV_SCALE),
+                                           name=f"tv{tv_beta:g}"))
+    return sum(terms)
+
+
+def parse_layers(model: FeatureModel, spec) -> dict[str, float]:
+    """{layer: weight} from "name", "name:weight", a list of those, or a dict; every name checked."""
+    if isinstance(spec, str):
+        spec = [spec]
+    items = list(spec.items()) if isinstance(spec, dict) else [
+        tuple(s.rsplit(":", 1)) if isinstance(s, str) and ":" in s else (s, 1.0) if isinstance(s, str) else s
+        for s in spec]
+    if not items:
+        raise InvtoolError("no layer to invert; give one with --layer, e.g. --layer conv3_1")
+    weights: dict[str, float] = {}
+    for name, w in items:
+        try:
+            w = float(w)
+        except ValueError:
+            raise InvtoolError(f"bad layer weight in {name}:{w}; write LAYER or LAYER:WEIGHT, e.g. fc6:0.5") from None
+        if not (0 < w <= MAX_WEIGHT):
+            raise InvtoolError(f"layer weight {w:g} for {name} is out of range; give a number in (0, {MAX_WEIGHT:g}]")
+        _check_layer(model, name)
+        weights[name] = weights.get(name, 0.0) + w
+    return weights
+
+
+def _check_layer(model: FeatureModel, name: str) -> None:
+    try:
+        model.resolve(name)
+    except InvtoolError:
+        arch = model.metadata.get("invtool.arch", "")
+        if arch.endswith("-conv") and (name.startswith("fc") or name.startswith("classifier")):
+            raise InvtoolError(f"{model.path} has no fully connected layer {name!r}: it is {arch}, the "
+                               f"convolutional part only; use a conv/pool layer or a model exported with its "
+                               f"classifier") from None
+        raise
+
+
+def check_priors(alpha: float, alpha_weight: float, tv_beta: float, tv_weight: float) -> None:
+    """InvtoolError for exponents or weights no run could use."""
+    for flag, w in (("--alpha-weight", alpha_weight), ("--tv-weight", tv_weight)):
+        if not (math.isfinite(w) and 0 <= w <= MAX_WEIGHT):
+            raise InvtoolError(f"{flag} {w:g} is out of range; give a number in [0, {MAX_WEIGHT:g}] (0 turns it off)")
+    if not (math.isfinite(alpha) and 1 <= alpha <= 20):
+        raise InvtoolError(f"--alpha {alpha:g} is out of range; give an exponent in [1, 20] (6 is the usual)")
+    if not (math.isfinite(tv_beta) and 0 < tv_beta <= 4):
+        raise InvtoolError(f"--tv-beta {tv_beta:g} is out of range; give an exponent in (0, 4] (1 or 2 are usual)")
+
+
+def initial_image(init: str, shape, seed: int = 0) -> torch.Tensor:
+    """The starting image `[1, 3, H, W]`: uniform noise, flat gray, or noise blurred to 1/8 of the size."""
+    generator = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    if init == "gray":
+        return torch.full((n, c, h, w), 0.5)
+    if init == "blur":
+        coarse = torch.rand(n, c, max(1, h // 8), max(1, w // 8), generator=generator)
+        return resize_image(coarse, h, w)
+    return torch.rand(n, c, h, w, generator=generator)
+
+
+def compare_layers(image, *, layers=COMPARE_LAYERS, **kwargs) -> Run:
+    """One inversion per layer, side by side in a labelled contact sheet, with a metrics table.
+
+    The seeds' "deep versus shallow" figure as one call. Layers the model does not have (fc6 on a
+    conv-only VGG16) fail before any run starts.
+
+    Example:
+        >>> run = compare_layers("chelsea.png", layers=["conv1_1", "conv3_1", "conv5_1"], size=128)
+        >>> print(metrics_table(run.record["runs"]))
+    """
+    model = kwargs.pop("model", DEFAULT_MODEL)
+    if not isinstance(model, FeatureModel):   # load once for all runs
+        model = load_model(model, preprocess=kwargs.pop("preprocess", None), pool=kwargs.pop("pool", "max"),
+                           device=kwargs.pop("device", None))
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    for name in layers:
+        parse_layers(model, name)
+    runs = []
+    for name in layers:
+        runs.append(invert(image, model=model, layers=name, **kwargs))
+        if runs[-1].interrupted:
+            break
+    original = runs[0].inputs["original"]
+    h, w = original.shape[-2:]
+    sheet = contact_sheet([original] + [resize_image(r.image, h, w) for r in runs],
+                          ["original"] + [f"{r.record['layers'][0]} {r.record['metrics']['psnr']:.1f} dB"
+                                          for r in runs], cols=min(len(runs) + 1, 4))
+    record = dict(runs[-1].record, command="invert --compare", layers=layers[:len(runs)], runs=[
+        {"label": r.record["layers"][0], **{k: r.record[k] for k in (
+            "layers", "sizes", "steps", "wall_time", "steps_per_sec", "final_loss", "metrics", "stop_reason",
+            "notes", "history")}} for r in runs])
+    record["metrics"] = {r.record["layers"][0]: r.record["metrics"] for r in runs}
+    record["interrupted"] = any(r.interrupted for r in runs)
+    return Run(sheet, record, {"original": original})
+
+
+def metrics_table(runs: list[dict]) -> str:
+    """A plain-text table of run records (label or layers, size, PSNR, SSIM, feature error, steps/s)."""
+    rows = [("layers", "size", "PSNR dB", "SSIM", "feat. err", "steps/s")]
+    for r in runs:
+        m = r["metrics"]
+        h, w = r["sizes"][-1]
+        rows.append((r.get("label") or ",".join(r["layers"]), f"{w}x{h}", f"{m['psnr']:.2f}", f"{m['ssim']:.3f}",
+                     " ".join(f"{v:.4f}" for v in m["feature_error"].values()), f"{r['steps_per_sec']:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths)))
+                     for row in rows)

@@ -1,0 +1,210 @@
+"""invtool invert: the priors against hand computations, reconstruction quality on the real VGG16, fc layers,
+ResNet stages, layer comparison, bad input and the CLI."""
+import json
+import math
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import ROOT, VGG16_ONNX
+from invtool import InvtoolError, load_model
+from invtool.cli import main
+from invtool.image import read_image
+from invtool.invert import compare_layers, invert, metrics_table, parse_layers
+from invtool.losses import alpha_norm, tv_loss
+from invtool.metrics import psnr, ssim
+
+CHELSEA = ROOT / "examples" / "images" / "chelsea.png"
+needs_vgg16 = pytest.mark.skipif(not VGG16_ONNX.is_file(), reason="models/vgg16.onnx not built (make export-models)")
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx not built (make export-models)")
+    return load_model(VGG16_ONNX, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def chelsea():
+    return read_image(CHELSEA, (64, 64))[0]
+
+
+# --- the priors ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 3.0])
+def test_tv_is_zero_for_a_constant_image(beta):
+    assert float(tv_loss(torch.full((2, 3, 9, 7), 0.3), beta)) == 0.0
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_tv_of_a_step_edge_by_hand(beta):
+    # 3 channels, 6 rows, 8 columns; a jump of 0.5 between columns 3 and 4: one difference per row and
+    # channel of (0.5 / scale) = 2 in scale units, so TV = 3 * 6 * 2^β / (6 * 8) per pixel.
+    x = torch.zeros(1, 3, 6, 8)
+    x[..., 4:] = 0.5
+    assert float(tv_loss(x, beta, scale=0.25)) == pytest.approx(3 * 6 * 2 ** beta / 48)
+    assert float(tv_loss(x.transpose(-1, -2), beta, scale=0.25)) == pytest.approx(3 * 6 * 2 ** beta / 48)
+
+
+def test_tv_gradient_is_finite_at_flat_regions_for_beta_1():
+    x = torch.zeros(1, 3, 8, 8)
+    x[..., 4:] = 1.0
+    x.requires_grad_(True)
+    tv_loss(x, 1.0).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_alpha_norm_by_hand():
+    x = torch.tensor([0.0, 0.1, -0.2, 0.4]).view(1, 1, 2, 2).repeat(1, 3, 1, 1)
+    expected = 3 * (0.5 ** 6 + 1.0 + 2.0 ** 6) / 4      # |x / 0.2|^6 summed over channels, mean over pixels
+    assert float(alpha_norm(x, 6.0, scale=0.2)) == pytest.approx(expected)
+    assert float(alpha_norm(torch.zeros(1, 3, 4, 4))) == 0.0
+
+
+def test_metrics_against_hand_values(chelsea):
+    assert psnr(chelsea, chelsea) == math.inf
+    assert ssim(chelsea, chelsea) == pytest.approx(1.0)
+    shifted = (chelsea + 0.1).clamp(0, 1)
+    mse = float((shifted - chelsea).square().mean())
+    assert psnr(chelsea, shifted) == pytest.approx(10 * math.log10(1 / mse), rel=1e-4)
+
+
+# --- reconstructions on the trained VGG16 -----------------------------------------------------------
+
+def test_objective_decreases(vgg16, chelsea):
+    run = invert(chelsea, model=vgg16, layers="conv2_1", size=None, steps=15, progress=False)
+    loss = run.record["history"]["loss"]
+    assert min(loss[-5:]) < 0.5 * loss[0]
+    assert run.record["history"]["terms"].keys() == {"feature:conv2_1", "alpha6", "tv2"}
+
+
+def test_conv1_1_reconstructs_the_image(vgg16, chelsea, tmp_path):
+    run = invert(chelsea, model=vgg16, layers="conv1_1", size=None, steps=40, progress=False)
+    m = run.record["metrics"]
+    assert m["psnr"] >= 25, m
+    assert m["feature_error"]["conv1_1"] < 0.01
+    assert m["psnr"] == pytest.approx(psnr(chelsea, run.image), abs=1e-3)   # the record says what the image is
+    paths = run.save(tmp_path / "out.png", report=True)
+    assert [p.suffix for p in paths] == [".png", ".json", ".html"]
+    assert json.loads(paths[1].read_text())["metrics"] == json.loads(json.dumps(m))
+
+
+def high_frequency_energy(x: torch.Tensor) -> float:
+    """Mean squared Laplacian: what a smoother image has less of."""
+    lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return float(lap.square().mean())
+
+
+def test_higher_tv_weight_gives_a_smoother_result(vgg16, chelsea):
+    common = dict(model=vgg16, layers="conv2_1", size=(32, 32), steps=20, progress=False)
+    rough = invert(chelsea, tv_weight=0.0, **common).image
+    smooth = invert(chelsea, tv_weight=1.0, **common).image
+    assert high_frequency_energy(smooth) < 0.5 * high_frequency_energy(rough)
+
+
+def test_compare_gives_one_run_per_layer_and_a_sheet(vgg16, chelsea):
+    run = compare_layers(chelsea, model=vgg16, layers=["conv1_1", "pool1"], size=None, steps=5, progress=False)
+    assert [r["label"] for r in run.record["runs"]] == ["conv1_1", "pool1"]
+    assert set(run.record["metrics"]) == {"conv1_1", "pool1"}
+    assert run.image.shape[-1] > 3 * 64     # original + 2 reconstructions side by side
+    table = metrics_table(run.record["runs"]).splitlines()
+    assert len(table) == 3 and table[1].startswith("conv1_1")
+
+
+# --- other layers and models ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fc_model(tmp_path_factory):
+    """A small CNN with a fully connected layer that needs a 32x32 input, marked as the exporters do."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(4),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 16), torch.nn.ReLU()).eval()
+    path = tmp_path_factory.mktemp("fc") / "fc.onnx"
+    torch.onnx.export(net, (torch.rand(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=["fc6"], dynamic_axes={"image": {0: "n"}})
+    proto = onnx.load(str(path))
+    conv = proto.graph.node[0].output[0]
+    onnx.helper.set_model_props(proto, {"invtool.aliases": json.dumps({"conv1": conv}),
+                                        "invtool.fixed_input": json.dumps({"size": [32, 32], "layers": ["fc6"]})})
+    onnx.save(proto, str(path))
+    return load_model(path, device="cpu")
+
+
+def test_fc_layer_resizes_the_image_and_says_so(fc_model, chelsea):
+    run = invert(chelsea, model=fc_model, layers=["conv1", "fc6:0.5"], size=None, steps=10, progress=False)
+    assert run.image.shape[-2:] == (32, 32)
+    assert run.record["layer_weights"] == {"conv1": 1.0, "fc6": 0.5}
+    assert any("64x64 to 32x32" in n and "fully connected" in n for n in run.record["notes"])
+    assert run.record["final_loss"] < run.record["history"]["loss"][0]   # the best image is kept
+
+
+def test_resnet_stage_and_block_run(resnet18_onnx, chelsea):
+    model = load_model(resnet18_onnx[0], device="cpu")
+    model.aliases["res3"] = "res3b"   # the stage alias the exporters write
+    run = invert(chelsea, model=model, layers=["res3", "res4a:0.5"], size=(32, 32), steps=8, progress=False)
+    assert set(run.record["metrics"]["feature_error"]) == {"res3", "res4a"}
+    assert all(math.isfinite(v) for v in run.record["metrics"]["feature_error"].values())
+    assert run.record["final_loss"] < run.record["history"]["loss"][0]   # the best image is kept
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+def test_fc_layer_on_a_conv_only_model_names_the_problem(vgg16, chelsea):
+    with pytest.raises(InvtoolError, match="no fully connected layer 'fc6'.*vgg16-conv"):
+        invert(chelsea, model=vgg16, layers="fc6", steps=1, progress=False)
+
+
+@pytest.mark.parametrize("layers, message", [
+    ("conv9_9", "unknown layer 'conv9_9'"),
+    ("conv1_1:-1", "out of range"),
+    ("conv1_1:1e9", "out of range"),
+    ("conv1_1:abc", "bad layer weight"),
+    ([], "no layer to invert"),
+])
+def test_bad_layers(vgg16, layers, message):
+    with pytest.raises(InvtoolError, match=message):
+        parse_layers(vgg16, layers)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(tv_weight=-1.0), "--tv-weight -1"),
+    (dict(alpha_weight=float("nan")), "--alpha-weight nan"),
+    (dict(alpha=0.5), "--alpha 0.5"),
+    (dict(tv_beta=0.0), "--tv-beta 0"),
+    (dict(init="zeros"), "unknown init"),
+    (dict(size=(8, 8), layers="pool5"), "the image \\(after --size\\) is 8x8"),
+])
+def test_bad_options(vgg16, chelsea, kwargs, message):
+    with pytest.raises(InvtoolError, match=message):
+        invert(chelsea, model=vgg16, **{"steps": 1, "progress": False, **kwargs})
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+
+@needs_vgg16
+def test_cli_invert_writes_image_record_and_table(tmp_path):
+    out = tmp_path / "inv.png"
+    result = CliRunner().invoke(main, ["invert", str(CHELSEA), "--layer", "conv1_1", "--size", "32x32", "--steps", "5",
+                                       "--model", str(VGG16_ONNX), "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "PSNR dB" in result.output and "conv1_1" in result.output
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["command"] == "invert" and record["steps"] == 5 and record["sizes"] == [[32, 32]]
+    assert read_image(out)[0].shape == (1, 3, 32, 32)
+
+
+@needs_vgg16
+def test_cli_compare_and_errors(tmp_path):
+    out = tmp_path / "cmp.png"
+    runner = CliRunner()
+    result = runner.invoke(main, ["invert", str(CHELSEA), "--compare", "conv1_1,conv2_1", "--size", "32",
+                                  "--steps", "3", "--model", str(VGG16_ONNX), "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["label"] for r in json.loads(out.with_suffix(".json").read_text())["runs"]] == ["conv1_1", "conv2_1"]
+    bad = runner.invoke(main, ["invert", str(CHELSEA), "--layer", "fc6", "--model", str(VGG16_ONNX),
+                               "-o", str(tmp_path / "x.png")])
+    assert bad.exit_code == 1 and bad.output.startswith("error: ") and "Traceback" not in bad.output
+    assert not (tmp_path / "x.png").exists()
