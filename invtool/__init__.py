@@ -7,7 +7,7 @@ Example:
 """
 from .errors import InvtoolError
 
-__all__ = ["FeatureModel", "InvtoolError", "load_model", "synthesize_texture"]
+__all__ = ["FeatureModel", "InvtoolError", "invert", "load_model", "synthesize_texture"]
 
 
 def __getattr__(name):
@@ -16,6 +16,9 @@ def __getattr__(name):
     if name in ("FeatureModel", "load_model"):
         from . import model
         return getattr(model, name)
+    if name == "invert":   # the module is `inversion`: a submodule named `invert` would shadow this
+        from .inversion import invert
+        return invert
     if name == "synthesize_texture":
         from .texture import synthesize_texture
         return synthesize_texture

@@ -247,7 +247,7 @@ def visualize_command(output, report, quiet, model, preprocess, pool, device, ob
 
 # --- invert --------------------------------------------------------------------------------------
 
-from .invert import INITS, compare_layers, invert as invert_api, metrics_table  # noqa: E402
+from .inversion import INITS, compare_layers, invert as invert_api, metrics_table  # noqa: E402
 
 _INV = inspect.signature(invert_api).parameters
 

@@ -12,7 +12,7 @@ from conftest import ROOT, VGG16_ONNX
 from invtool import InvtoolError, load_model
 from invtool.cli import main
 from invtool.image import read_image
-from invtool.invert import compare_layers, invert, metrics_table, parse_layers
+from invtool.inversion import compare_layers, invert, metrics_table, parse_layers
 from invtool.losses import alpha_norm, tv_loss
 from invtool.metrics import psnr, ssim
 
