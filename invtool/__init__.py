@@ -7,7 +7,7 @@ Example:
 """
 from .errors import InvtoolError
 
-__all__ = ["FeatureModel", "InvtoolError", "invert", "load_model", "synthesize_texture"]
+__all__ = ["FeatureModel", "InvtoolError", "invert", "load_model", "synthesize_texture", "transfer_style", "visualize"]
 
 
 def __getattr__(name):
@@ -22,4 +22,10 @@ def __getattr__(name):
     if name == "synthesize_texture":
         from .texture import synthesize_texture
         return synthesize_texture
+    if name == "transfer_style":
+        from .style import transfer_style
+        return transfer_style
+    if name == "visualize":   # the module is `visualization`: a submodule named `visualize` would shadow this
+        from .visualization import visualize
+        return visualize
     raise AttributeError(f"module 'invtool' has no attribute {name!r}")

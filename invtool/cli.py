@@ -197,7 +197,7 @@ def _weights(text: str):
 
 # --- visualize -----------------------------------------------------------------------------------
 
-from .visualize import PARAMS, visualize as visualize_api  # noqa: E402
+from .visualization import PARAMS, visualize as visualize_api  # noqa: E402
 
 _VIS = inspect.signature(visualize_api).parameters
 
@@ -300,3 +300,54 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
                            "lower --lr or the prior weights")
     finish(run, output, report)
 
+
+# --- style ---------------------------------------------------------------------------------------
+
+from .style import COLOR_MODES, CONTENT_LAYERS, STYLE_LAYERS, STYLE_LOSSES, STYLE_WEIGHTS, transfer_style  # noqa: E402
+
+_STY = inspect.signature(transfer_style).parameters
+
+
+@main.command("style")
+@click.argument("content", type=click.Path(dir_okay=False))
+@click.argument("styles", metavar="STYLE [STYLE…]", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@output_options
+@model_options
+@click.option("--content-layers", default=CONTENT_LAYERS, show_default=True,
+              help="Layers whose features to keep, LAYER[:WEIGHT],…; unweighted layers get 1/L each.")
+@click.option("--style-layers", default=",".join(STYLE_LAYERS), show_default=True,
+              help="Layers whose statistics to take, e.g. conv1_1:1,conv2_1:0.8; unweighted layers get 1/L each.")
+@click.option("--content-weight", type=float, default=_STY["content_weight"].default, show_default=True,
+              help="Weight of the content term (mean squared feature difference).")
+@click.option("--style-weight", type=float, default=None, help="Weight of the style term  [default: " + ", ".join(
+                  f"{w:g} for {k}" for k, w in STYLE_WEIGHTS.items()) + "]")
+@click.option("--tv-weight", type=float, default=_STY["tv_weight"].default, show_default=True,
+              help="Total variation per pixel (smoothness; 0: off).")
+@click.option("--style-loss", type=click.Choice(STYLE_LOSSES), default=_STY["style_loss"].default, show_default=True,
+              help="gram (Gatys) or swd (sliced Wasserstein).")
+@click.option("--init", default=_STY["init"].default, show_default=True,
+              help="content, style, noise, blend:W (W x content + noise) or blend:W:style.")
+@click.option("--preserve-color", type=click.Choice(COLOR_MODES), default=_STY["preserve_color"].default,
+              show_default=True, help="Keep the content's colours: style on luminance only, or the style's "
+                                      "histogram matched to the content first.")
+@click.option("--style-blend", default=None, help="One weight per STYLE, e.g. 0.7,0.3  [default: equal]")
+@click.option("--style-scale", type=click.FloatRange(0, min_open=True), default=_STY["style_scale"].default,
+              show_default=True, help="Style images' longer side relative to the output's.")
+@click.option("--size", default=str(_STY["size"].default), show_default=True, callback=lambda ctx, param, value: (
+                  int(value) if value.isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]),
+              help="Output size: N (the content's longer side, resized to it) or WxH.")
+@optimizer_options(transfer_style)
+def style_command(content, styles, output, report, quiet, model, preprocess, pool, device, **options):
+    """Paint CONTENT in the style of one or more STYLE images (Gatys et al. 2016).
+
+    \b
+      invtool style photo.jpg painting.jpg -o styled.png --report
+      invtool style photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --preserve-color luminance -o mix.png
+      invtool style photo.jpg painting.jpg --size 1024 --scales 3 -o large.png
+    """
+    from .record import check_output
+
+    check_output(output, content, *styles)
+    run = transfer_style(content, list(styles), model=model, preprocess=preprocess, pool=pool, device=device,
+                         progress=not quiet, **options)
+    finish(run, output, report)

@@ -136,3 +136,30 @@ def contact_sheet(images: list[torch.Tensor], labels: list[str], cols: int | Non
         cv2.putText(sheet, text, (x0 + max(0, (cw - tw_text) // 2), y0 + ch + (caption_height + th_text) // 2),
                     font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return torch.from_numpy(sheet).permute(2, 0, 1)[None].float() / 255.0
+
+
+# --- colour (style transfer's colour preservation, Gatys et al. 2016) ------------------------------
+
+def _per_image(x: torch.Tensor, fn) -> torch.Tensor:
+    """Apply `fn` (H x W x 3 float32 numpy -> same) to each image of a `[N, 3, H, W]` tensor."""
+    out = [fn(np.ascontiguousarray(im.detach().cpu().float().permute(1, 2, 0).numpy())) for im in x]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous().to(x.device)
+
+
+def rgb_to_yuv(x: torch.Tensor) -> torch.Tensor:
+    """RGB `[N, 3, H, W]` in [0, 1] -> YUV (OpenCV, BT.601): Y in [0, 1], U and V centred on 0.5."""
+    return _per_image(x, lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2YUV))
+
+
+def yuv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of `rgb_to_yuv`, clamped to [0, 1]."""
+    return _per_image(x, lambda im: cv2.cvtColor(im, cv2.COLOR_YUV2RGB)).clamp(0, 1)
+
+
+def match_histograms(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`x` with each RGB channel's histogram matched to the same channel of `reference` `[1, 3, H', W']`
+    (scikit-image), so it takes on the reference's colours whatever the two sizes."""
+    from skimage.exposure import match_histograms as match
+
+    ref = reference[0].detach().cpu().float().permute(1, 2, 0).numpy()
+    return _per_image(x, lambda im: match(im, ref, channel_axis=-1).astype(np.float32)).clamp(0, 1)

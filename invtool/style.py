@@ -1,0 +1,293 @@
+"""Neural style transfer (Gatys et al. 2016): an image that keeps the content image's features at some
+layers and takes the style images' feature statistics at others.
+
+The objective is `content_weight * Σ w_l MSE(F_l, P_l)` over the content layers `+ style_weight * Σ_s b_s
+Σ_l w_l L(F_l, S_l)` over the style images (blend weights `b_s`) and style layers, `L` the Gram loss
+(Gatys' normalisation) or the sliced Wasserstein loss, `+ tv_weight * TV / pixels`. Every target is
+computed for the size the engine asks at, so coarse-to-fine `scales` see the content at their own size
+and the style at the same scale relative to the output (`style_scale`). Colours: `preserve_color=
+"luminance"` transfers the style on luminance only and puts the content's chroma back; `"histogram"`
+matches the style images' colour histograms to the content's first (both from Gatys et al. 2016b).
+
+Example:
+    >>> run = transfer_style("examples/images/chelsea.png", "examples/textures/ihc.png", size=384)
+    >>> run.save("out/chelsea_ihc.png", report=True)
+"""
+import functools
+from pathlib import Path
+
+import torch
+
+from . import losses
+from .errors import InvtoolError, close_matches
+from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
+from .model import FeatureModel, load_model
+from .objectives import Objective
+from .optimize import optimize, require_size
+from .param import resize_image
+from .record import Run, build_record
+from .texture import DEFAULT_MODEL
+
+CONTENT_LAYERS = "conv4_2"                                          # Gatys et al. 2016
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # each 1/5
+STYLE_LOSSES = ("gram", "swd")
+STYLE_WEIGHTS = {"gram": 1.0, "swd": 100.0}   # per loss: swd is ~200x smaller than Gram on VGG16
+COLOR_MODES = ("none", "luminance", "histogram")
+POOLS = ("max", "avg")
+
+
+def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL, content_layers=CONTENT_LAYERS,
+                   style_layers=STYLE_LAYERS, content_weight: float = 1.0, style_weight: float | None = None,
+                   tv_weight: float = 0.0, style_loss: str = "gram", style_blend=None, style_scale: float = 1.0,
+                   init: str = "content", pool: str = "max", preserve_color: str = "none", size=512,
+                   scales: int = 1, optimizer: str = "lbfgs", steps: int = 300, lr: float = 1.0,
+                   lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0, save_every: int = 0,
+                   preprocess=None, device=None, progress: bool = True, callback=None) -> Run:
+    """Paint `content` in the style of `styles`; returns a Run (`.image`, `.record`, `.save(path, report)`).
+
+    Args:
+        content: an image file or a `[1, 3, H, W]` tensor in [0, 1]; resized to `size`, it sets the
+            output's size.
+        styles: one style image (file or tensor) or a list of them.
+        model: an ONNX path or a loaded FeatureModel.
+        content_layers, style_layers: layer names, a {name: weight} dict, or a string
+            "conv1_1:1,conv2_1:0.8,…"; a layer given without a weight gets 1/L (L = layers in the list).
+        content_weight, style_weight, tv_weight: the three terms' weights; `style_weight` None takes
+            `STYLE_WEIGHTS[style_loss]`. TV is per pixel, so its weight does not depend on the size.
+        style_loss: "gram" (Gatys) or "swd" (sliced Wasserstein, Heitz et al. 2021).
+        style_blend: one weight per style image (normalised to sum to 1); default equal.
+        style_scale: each style image is resized so its longer side is this times the output's.
+        init: "content", "style", "noise", "blend:W" (W x content + (1 - W) x noise) or
+            "blend:W:style" (W x content + (1 - W) x style).
+        pool: "max", or "avg" to swap every max pooling for average pooling (Gatys: smoother results).
+        preserve_color: "none", "luminance" or "histogram" (see the module docstring).
+        size: the output's longer side N, or (width, height); None keeps the content's size.
+        scales, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to
+            `optimize`. L-BFGS from the content image is the classic fast choice and the default.
+    """
+    options = {k: v for k, v in locals().items() if k not in ("model", "content", "styles", "callback", "progress")}
+    styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    options.update(content=_describe(content), styles=[_describe(s) for s in styles],
+                   model=str(model.path if isinstance(model, FeatureModel) else model))
+    if style_loss not in STYLE_LOSSES:
+        raise InvtoolError(f"unknown style loss {style_loss!r}{close_matches(style_loss, STYLE_LOSSES)}; "
+                           f"use one of {', '.join(STYLE_LOSSES)}")
+    if preserve_color not in COLOR_MODES:
+        raise InvtoolError(f"unknown colour mode {preserve_color!r}{close_matches(preserve_color, COLOR_MODES)}; "
+                           f"use one of {', '.join(COLOR_MODES)}")
+    if pool not in POOLS:
+        raise InvtoolError(f"unknown pooling {pool!r}; use 'max' or 'avg'")
+    if not styles:
+        raise InvtoolError("give at least one style image")
+    if style_scale <= 0:
+        raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
+    blend = blend_weights(style_blend, len(styles))
+    content_w, style_w = parse_layers(content_layers, "content"), parse_layers(style_layers, "style")
+    style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
+    options.update(style_weight=style_weight, style_blend=blend)
+
+    model = _with_pool(model, pool, preprocess, device)
+    for name in [*content_w, *style_w]:
+        model.resolve(name)
+    layers = list(dict.fromkeys([*content_w, *style_w]))
+    content_img, notes = _read(content, size)
+    style_imgs = []
+    for s in styles:
+        img, more = _read(s, None)
+        style_imgs.append(img)
+        notes += more
+    h, w = content_img.shape[-2:]
+    fixed = model.fixed_size(layers)
+    if fixed and (h, w) != tuple(fixed):
+        raise InvtoolError(f"layers {', '.join(layers)} need a {fixed[1]}x{fixed[0]} input; use --size "
+                           f"{fixed[1]}x{fixed[0]}")
+    require_size(model, layers, h, w, what="the content (after --size)")
+
+    if preserve_color == "histogram":
+        style_imgs = [match_histograms(s, content_img) for s in style_imgs]
+    elif preserve_color == "luminance":   # optimise a gray image; the content's chroma goes back at the end
+        style_imgs = [luminance_image(s, like=content_img) for s in style_imgs]
+    target = luminance_image(content_img) if preserve_color == "luminance" else content_img
+
+    device = model.device
+    style_min = model.min_size(list(style_w))
+    content_obj = content_objective(model, target.to(device), content_w)
+    style_obj = style_objective(model, [s.to(device) for s in style_imgs], style_w, blend, loss=style_loss,
+                                scale=style_scale, min_side=style_min, seed=seed)
+    objective = content_weight * content_obj + style_weight * style_obj
+    if tv_weight:
+        objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x) / x.numel(), name="tv")
+    start = initial_image(init, target, style_imgs, blend, torch.Generator().manual_seed(seed))
+    result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
+                      tol=tol, scales=scales, callback=callback, save_every=save_every, seed=seed,
+                      progress=progress)
+
+    with torch.no_grad():
+        x = result.image.to(device)
+        feats = model.features(x, layers)
+        metrics = {"content_loss": float(content_obj(feats, x)), "style_loss": float(style_obj(feats, x))}
+    image, snapshots = result.image, result.snapshots
+    if preserve_color == "luminance":
+        image = with_chroma(image, content_img)
+        snapshots = [(step, with_chroma(s, content_img)) for step, s in snapshots]
+    sizes = [_style_size(s.shape[-2:], h, w, style_scale, style_min) for s in style_imgs]
+    notes += [f"style {i + 1}: {s.shape[-1]}x{s.shape[-2]} resized to {sw}x{sh} for the {w}x{h} output"
+              for i, (s, (sh, sw)) in enumerate(zip(style_imgs, sizes)) if (sh, sw) != tuple(s.shape[-2:])]
+    record = build_record("style", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
+    record.update(content_layers=content_w, style_layers=style_w, output_size=[w, h],
+                  style_sizes=[[sw, sh] for sh, sw in sizes])
+    inputs = {"content": content_img, **{f"style {i + 1}" if len(styles) > 1 else "style": s
+                                         for i, s in enumerate(style_imgs)}}
+    return Run(image, record, inputs, snapshots)
+
+
+def content_objective(model: FeatureModel, content: torch.Tensor, layers: dict[str, float]) -> Objective:
+    """Σ w_l MSE(F_l, P_l): the content's features P_l are computed once per size the engine asks at."""
+    @functools.cache
+    def targets(h, w):
+        with torch.no_grad():
+            return model.features(resize_image(content, h, w), list(layers))
+
+    return sum(wt * Objective(lambda f, x, n=name: losses.feature_mse(f[n], targets(*x.shape[-2:])[n]), [name],
+                              name=f"content:{name}") for name, wt in layers.items())
+
+
+def style_objective(model: FeatureModel, styles: list[torch.Tensor], layers: dict[str, float], blend: list[float],
+                    *, loss: str = "gram", scale: float = 1.0, min_side: int = 1, seed: int = 0) -> Objective:
+    """Σ_s b_s Σ_l w_l L(F_l, S_l) over style images and layers; L is the Gram loss or sliced Wasserstein.
+
+    For each output size the style images are resized so their longer side is `scale` times the output's
+    (at least `min_side` on their shorter side), so brush strokes keep their size relative to the output
+    at every coarse-to-fine scale.
+    """
+    generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
+
+    @functools.cache
+    def targets(h, w):
+        out = []
+        with torch.no_grad():
+            for s in styles:
+                feats = model.features(resize_image(s, *_style_size(s.shape[-2:], h, w, scale, min_side)), list(layers))
+                out.append({n: losses.gram_matrix(f) if loss == "gram" else f for n, f in feats.items()})
+        return out
+
+    def term(i, name):
+        if loss == "gram":
+            return lambda f, x: losses.gram_loss(losses.gram_matrix(f[name]), targets(*x.shape[-2:])[i][name])
+        return lambda f, x: losses.sliced_wasserstein_loss(f[name], targets(*x.shape[-2:])[i][name],
+                                                           generator=generator)
+
+    prefix = ["style"] if len(styles) == 1 else [f"style{i + 1}" for i in range(len(styles))]
+    return sum(b * wt * Objective(term(i, name), [name], name=f"{prefix[i]}:{name}")
+               for i, b in enumerate(blend) for name, wt in layers.items())
+
+
+def initial_image(spec: str, content: torch.Tensor, styles: list[torch.Tensor], blend: list[float],
+                  generator: torch.Generator) -> torch.Tensor:
+    """The starting image for `init`: content, style (the blend of the styles at the content's size), noise,
+    or blend:W[:style]."""
+    h, w = content.shape[-2:]
+    parts = spec.split(":")
+    if parts[0] == "content" and len(parts) == 1:
+        return content
+    if parts[0] == "noise" and len(parts) == 1:
+        return torch.rand(content.shape, generator=generator)
+    style = sum(b * resize_image(s, h, w) for b, s in zip(blend, styles))
+    if parts[0] == "style" and len(parts) == 1:
+        return style
+    if parts[0] == "blend" and len(parts) in (2, 3) and parts[2:] in ([], ["noise"], ["style"]):
+        try:
+            k = float(parts[1])
+        except ValueError:
+            k = -1.0
+        if 0 <= k <= 1:
+            other = style if parts[2:] == ["style"] else torch.rand(content.shape, generator=generator)
+            return k * content + (1 - k) * other
+    raise InvtoolError(f"bad init {spec!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
+                       "(the content's share)")
+
+
+def parse_layers(spec, what: str = "style") -> dict[str, float]:
+    """{layer: weight} from "conv1_1:1,conv2_1:0.8", a list of names or a dict; unweighted layers get 1/L."""
+    if isinstance(spec, dict):
+        items = [(str(k), v) for k, v in spec.items()]
+    else:
+        names = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else [str(p) for p in spec]
+        items = [tuple(p.rsplit(":", 1)) if ":" in p else (p, None) for p in names]
+    if not items or any(not name for name, _ in items):
+        raise InvtoolError(f"no {what} layers in {spec!r}; give names like conv1_1 or conv1_1:0.5,conv2_1")
+    out = {}
+    for name, wt in items:
+        try:
+            out[name] = 1.0 / len(items) if wt is None else float(wt)
+        except ValueError:
+            raise InvtoolError(f"bad weight {wt!r} for {what} layer {name}; write {name}:0.5") from None
+    if len(out) != len(items):
+        raise InvtoolError(f"a {what} layer is listed twice in {spec!r}")
+    return out
+
+
+def blend_weights(blend, n: int) -> list[float]:
+    """Style blend weights normalised to sum to 1 (equal when None); "0.7,0.3" or a list."""
+    if blend is None:
+        return [1.0 / n] * n
+    try:
+        values = [float(b) for b in (blend.split(",") if isinstance(blend, str) else blend)]
+    except ValueError:
+        raise InvtoolError(f"bad style blend {blend!r}; give numbers like 0.7,0.3") from None
+    if len(values) != n:
+        raise InvtoolError(f"{len(values)} style blend weights for {n} style images; give one per style image")
+    if min(values) < 0 or sum(values) <= 0:
+        raise InvtoolError(f"style blend weights must be non-negative and not all zero, got {blend!r}")
+    return [v / sum(values) for v in values]
+
+
+def luminance_image(x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """x's luminance Y as a gray RGB image; with `like`, Y is shifted and scaled to like's luminance mean and
+    standard deviation (Gatys et al. 2016b: the style's luminance matched to the content's)."""
+    y = rgb_to_yuv(x)[:, :1]
+    if like is not None:
+        ref = rgb_to_yuv(like)[:, :1]
+        y = (y - y.mean()) * (ref.std() / y.std().clamp_min(1e-6)) + ref.mean()
+    return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+
+def with_chroma(x: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+    """x's luminance with the chroma (U, V) of `color`, resized to x's size: RGB in [0, 1]."""
+    chroma = rgb_to_yuv(resize_image(color, *x.shape[-2:]))[:, 1:]
+    return yuv_to_rgb(torch.cat([rgb_to_yuv(x)[:, :1], chroma.to(x.device)], dim=1))
+
+
+def _style_size(shape, h: int, w: int, scale: float, min_side: int) -> tuple[int, int]:
+    """(h, w) of a style image of `shape` for an h x w output: longer side = scale x the output's, aspect
+    kept, the shorter side at least `min_side`."""
+    sh, sw = shape
+    k = scale * max(h, w) / max(sh, sw)
+    k = max(k, min_side / min(sh, sw))
+    return max(1, round(sh * k)), max(1, round(sw * k))
+
+
+def _with_pool(model, pool: str, preprocess, device) -> FeatureModel:
+    """The model with the pooling asked for (a loaded model with other pooling is rebuilt around its graph)."""
+    if not isinstance(model, FeatureModel):
+        return load_model(model, preprocess=preprocess, pool=pool, device=device)
+    if model.pool == pool:
+        return model
+    return FeatureModel(model.proto, path=model.path, sha256=model.sha256, preprocess=model.preprocess, pool=pool,
+                        device=model.device)
+
+
+def _read(image, size) -> tuple[torch.Tensor, list[str]]:
+    if isinstance(image, (str, Path)):
+        return read_image(image, size)
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
+        raise InvtoolError("images must be files or [1, 3, H, W] tensors in [0, 1]")
+    x = image.detach().float().cpu().clamp(0, 1)
+    if size is not None:
+        w, h = fit_size(x.shape[-1], x.shape[-2], size)
+        x = resize_image(x, h, w)
+    return x, []
+
+
+def _describe(image) -> str:
+    return str(image) if isinstance(image, (str, Path)) else "tensor"
