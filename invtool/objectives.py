@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from .errors import InvtoolError
+
 Fn = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
@@ -92,3 +94,58 @@ class Objective:
 
     def __repr__(self):
         return " + ".join(f"{w:g}*{name}" for w, name, _ in self.parts)
+
+
+# --- feature visualisation: quantities to maximise (the engine minimises, so optimise their negation) ---
+
+def channel(layer: str, index: int, tensor: str | None = None) -> Objective:
+    """The mean activation of one channel of `layer` over the image (for a fully connected layer, a unit).
+
+    `tensor` is the feature to read when it is not `layer` itself: `visualize` reads the input of the
+    layer's ReLU, so that a channel dead on the starting image still gets a gradient.
+
+    Example:
+        >>> objective = channel("conv4_1", 12) - 0.5 * channel("conv4_1", 40)
+        >>> optimize(model, -objective, init)
+    """
+    tensor = tensor or layer
+    return Objective(lambda f, x: _channel(f[tensor], layer, index).mean(), [tensor], name=f"channel:{layer}:{index}")
+
+
+def neuron(layer: str, index: int, tensor: str | None = None) -> Objective:
+    """The activation of the centre unit of one channel of `layer` (for a fully connected layer, the unit);
+    `tensor` as in `channel`."""
+    tensor = tensor or layer
+
+    def fn(f, x):
+        a = _channel(f[tensor], layer, index)
+        return a[(slice(None), *(s // 2 for s in a.shape[1:]))].mean()
+    return Objective(fn, [tensor], name=f"neuron:{layer}:{index}")
+
+
+def layer(name: str) -> Objective:
+    """DeepDream's objective: the energy of the whole layer, the mean of its squared activations."""
+    return Objective(lambda f, x: f[name].square().mean(), [name], name=f"layer:{name}")
+
+
+def on_image(objective: Objective, i: int) -> Objective:
+    """`objective` seen by image `i` of the batch only.
+
+    A batch of N images with one such objective each optimises N pictures in one run: the network treats
+    the images independently, and so does Adam (its steps are per element), so the sum of the N objectives
+    gives each image the run it would have had alone, N times faster than N runs.
+    """
+    parts = [(w, name, lambda f, x, fn=fn: fn({k: v[i:i + 1] for k, v in f.items()}, x[i:i + 1]))
+             for w, name, fn in objective.parts]
+    return Objective._of(parts, objective.layers)
+
+
+def _channel(f: torch.Tensor, layer: str, index: int) -> torch.Tensor:
+    """Channel (or unit) `index` of features `f`, or an InvtoolError naming the layer's channel count."""
+    if f.dim() < 2:
+        raise InvtoolError(f"layer {layer} has no channels (its output is {list(f.shape)}); "
+                           f"choose a convolutional or fully connected layer")
+    count, what = f.shape[1], "channels" if f.dim() > 2 else "units"
+    if not 0 <= index < count:
+        raise InvtoolError(f"channel {index} is out of range: {layer} has {count} {what}, 0-{count - 1}")
+    return f[:, index]

@@ -46,8 +46,66 @@ def pixel(init: torch.Tensor) -> Param:
     return Param([x], lambda: x, project, resize)
 
 
-def resize_image(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Bicubic resize of `[N, C, H, W]` images, antialiased when shrinking, clamped to [0, 1]."""
+# The square root of ImageNet's RGB covariance (from lucid): colours are optimised in its decorrelated
+# basis, each column scaled so the largest has unit norm.
+_COLOR_SQRT_COV = torch.tensor([[0.26, 0.09, 0.02],
+                                [0.27, 0.00, -0.05],
+                                [0.27, -0.09, 0.03]])
+_COLOR_SQRT_COV = _COLOR_SQRT_COV / _COLOR_SQRT_COV.norm(dim=0).max()
+_FOURIER_GAIN = 4.0   # lucid's divisor of the inverse FFT: smaller values saturate colours sooner
+
+
+def fourier(init: torch.Tensor | tuple[int, int, int, int], *, decay_power: float = 1.0, sd: float = 0.01,
+            generator: torch.Generator | None = None, device=None) -> Param:
+    """A decorrelated Fourier parameterisation (Olah et al. 2017, lucid): the optimiser moves the image's
+    spectrum, scaled by 1/f^decay_power, in a decorrelated colour basis; a sigmoid keeps it in (0, 1).
+
+    Equal steps on every coefficient then change low frequencies as much as high ones, which plain pixel
+    ascent does not (it makes high-frequency noise): activation maximisation gives readable pictures.
+
+    Args:
+        init: a starting image `[N, 3, H, W]` in [0, 1] (reproduced exactly, up to clamping to
+            [0.001, 0.999]) or a shape `(N, 3, H, W)` for lucid's start: a random spectrum of std `sd`,
+            a nearly grey image.
+        decay_power: the exponent of the 1/f scaling (0: a plain Fourier basis).
+        generator: the random spectrum's generator (for a shape).
+        device: where a random spectrum lives (for a shape; an image keeps its own device).
+
+    Example:
+        >>> params, image_fn = fourier((1, 3, 128, 128), generator=torch.Generator().manual_seed(0))
+        >>> image_fn().shape
+        torch.Size([1, 3, 128, 128])
+    """
+    image = init if isinstance(init, torch.Tensor) else None
+    n, c, h, w = init.shape if image is not None else init
+    device = image.device if image is not None else torch.device(device or "cpu")
+    fy = torch.fft.fftfreq(h, device=device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=device)[None, :]
+    scale = 1.0 / torch.maximum(torch.sqrt(fx * fx + fy * fy), torch.tensor(1.0 / max(h, w))) ** decay_power
+    color = _COLOR_SQRT_COV.to(device)
+    if image is None:
+        spectrum = (torch.randn(n, c, h, w // 2 + 1, 2, generator=generator) * sd).to(device)
+    else:   # invert image_fn: logit, undo the colour mixing, forward FFT, undo the 1/f scaling
+        logits = torch.logit(image.detach().float().clamp(1e-3, 1 - 1e-3))
+        decorrelated = torch.einsum("ij,njhw->nihw", torch.linalg.inv(color), logits)
+        spectrum = torch.view_as_real(torch.fft.rfft2(decorrelated * _FOURIER_GAIN, norm="ortho") / scale)
+    spectrum = spectrum.contiguous().requires_grad_(True)
+
+    def image_fn():
+        flat = torch.fft.irfft2(torch.view_as_complex(spectrum) * scale, s=(h, w), norm="ortho") / _FOURIER_GAIN
+        return torch.sigmoid(torch.einsum("ij,njhw->nihw", color, flat))
+
+    def resize(new_h: int, new_w: int) -> Param:
+        with torch.no_grad():
+            return fourier(resize_image(image_fn(), new_h, new_w), decay_power=decay_power)
+
+    return Param([spectrum], image_fn, None, resize)
+
+
+def resize_image(x: torch.Tensor, h: int, w: int, clamp: bool = True) -> torch.Tensor:
+    """Bicubic resize of `[N, C, H, W]` images, antialiased when shrinking, clamped to [0, 1] unless
+    `clamp` is False (for differences of images, which may be negative)."""
     if x.shape[-2:] == (h, w):
         return x
-    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    y = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+    return y.clamp(0, 1) if clamp else y

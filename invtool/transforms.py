@@ -43,6 +43,39 @@ def random_roll() -> Transform:
     return t
 
 
+def scale(amount: float) -> Transform:
+    """Zoom the image by a random factor in [1 - amount, 1 + amount] about its centre, keeping its size
+    (bilinear, reflected at the borders): features must survive small changes of scale."""
+    def t(x, generator):
+        if amount <= 0:
+            return x
+        factor = 1 + amount * (2 * float(torch.rand(1, generator=generator)) - 1)
+        return _affine(x, torch.eye(2) / factor)
+    return t
+
+
+def rotate(degrees: float) -> Transform:
+    """Rotate the image by a random angle in [-degrees, degrees] about its centre, keeping its size
+    (bilinear, reflected at the borders)."""
+    def t(x, generator):
+        if degrees <= 0:
+            return x
+        angle = torch.deg2rad(degrees * (2 * torch.rand(1, generator=generator) - 1))[0]
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        return _affine(x, torch.stack([torch.stack([cos, -sin]), torch.stack([sin, cos])]))
+    return t
+
+
+def _affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Resample `x` at the points `matrix @ p` (p in the image's normalised [-1, 1] coordinates)."""
+    h, w = x.shape[-2:]
+    half = torch.tensor([w / 2, h / 2])
+    m = matrix * half[None, :] / half[:, None]   # the map in pixels, conjugated into normalised coordinates
+    theta = torch.cat([m, torch.zeros(2, 1)], dim=1).to(x.device, x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 def compose(*transforms: Transform) -> Transform:
     """Apply the transforms in order."""
     def t(x, generator):
