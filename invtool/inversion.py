@@ -71,6 +71,8 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
     weights = parse_layers(model, layers)
     names = list(weights)
     src, notes = read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), [])
+    if not torch.isfinite(src).all():
+        raise InvtoolError("the image has NaN or infinite values; give RGB values in [0, 1]")
     if size is not None:
         w, h = fit_size(src.shape[-1], src.shape[-2], size)
         src = resize_image(src, h, w)

@@ -182,6 +182,30 @@ def test_bad_options(vgg16, chelsea, kwargs, message):
         invert(chelsea, model=vgg16, **{"steps": 1, "progress": False, **kwargs})
 
 
+def test_non_finite_input_is_refused(vgg16):
+    x = torch.rand(1, 3, 32, 32)
+    x[0, 1, 3, 4] = math.nan
+    with pytest.raises(InvtoolError, match="NaN or infinite"):
+        invert(x, model=vgg16, layers="conv1_1", steps=1, progress=False)
+
+
+class _Sqrt(torch.nn.Module):
+    def forward(self, x):
+        return (x - 0.6) ** 0.5      # NaN wherever a pixel is below 0.6
+
+
+def test_cli_names_the_term_that_blew_up_and_keeps_the_image(tmp_path):
+    model = tmp_path / "sqrt.onnx"
+    torch.onnx.export(_Sqrt(), (torch.rand(1, 3, 8, 8),), str(model), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=["root"], dynamic_axes={"image": {2: "h", 3: "w"}})
+    out = tmp_path / "nan.png"
+    result = CliRunner().invoke(main, ["invert", str(CHELSEA), "--layer", "root", "--size", "16", "--steps", "5",
+                                       "--model", str(model), "-q", "-o", str(out)])
+    assert result.exit_code == 1
+    assert "error: non-finite loss in term 'feature:root' at step 1" in result.output
+    assert read_image(out)[0].isfinite().all() and out.with_suffix(".json").is_file()
+
+
 # --- CLI ------------------------------------------------------------------------------------------------
 
 @needs_vgg16
