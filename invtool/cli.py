@@ -62,7 +62,8 @@ def optimizer_options(api):
 
     params = inspect.signature(api).parameters
     options = [
-        ("optimizer", dict(type=click.Choice(OPTIMIZERS), help="adam, or lbfgs (strong Wolfe line search).")),
+        ("optimizer", dict(type=click.Choice(OPTIMIZERS), help="adam, or lbfgs (strong Wolfe line search)"
+                           " [default: the command's, see its Python API]")),
         ("steps", dict(type=click.IntRange(1), help="Forward+backward passes, over all scales.")),
         ("lr", dict(type=float, help="Learning rate (adam, pixel units) or initial step (lbfgs).")),
         ("lr_schedule", dict(type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule over each scale.")),

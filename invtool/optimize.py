@@ -15,7 +15,8 @@ What the loop does for every command:
   improvement of the best loss over `window` steps below `tol`) and the non-finite check run;
 - Ctrl-C or SIGTERM ends the run at the next step with `interrupted=True` and the best image so far;
 - a non-finite loss stops the run, keeps the last finite image and names the term that blew up;
-- deterministic under `seed` (the transforms draw from a generator seeded with it).
+- deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
+  random transform is drawn once per 20 iterations and held, since a line search needs one function.
 
 Example:
     >>> obj = Objective(lambda f, x: -f["conv4_1"][:, 12].mean(), layers=["conv4_1"], name="channel")
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import InvtoolError
@@ -81,7 +83,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
              lr: float = 0.05, steps: int = 200, lr_schedule: str | Callable[[float], float] = "constant",
              tol: float = 0.0, window: int = 20, scales: int = 1, transforms: Transform | None = None,
              callback: Callable[[Step], bool | None] | None = None, save_every: int = 0, seed: int = 0,
-             progress: bool = True) -> Result:
+             progress: bool = True, wrap: bool = False) -> Result:
     """Minimise `objective` over an image; returns the best image found and the run's histories.
 
     Args:
@@ -102,6 +104,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         save_every: keep a CPU snapshot of the image every N steps (0: none).
         seed: seeds the transforms' generator, so a run repeats exactly.
         progress: show a tqdm bar with the loss and steps/s.
+        wrap: the image is periodic (a tileable texture): upsample it circularly between scales.
     """
     if optimizer not in OPTIMIZERS:
         raise InvtoolError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
@@ -123,6 +126,10 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     budgets[-1] += steps - sum(budgets)
 
     generator = torch.Generator().manual_seed(seed)
+    # what the transforms draw from: `generator` itself for Adam (new draws each step); for L-BFGS a
+    # generator re-seeded from it at each call and rewound at each evaluation, so that all evaluations
+    # of one call (its line searches) see the same transform and so one deterministic function
+    draws, frozen = (generator, None) if optimizer == "adam" else (torch.Generator(), None)
     stop = threading.Event()        # set by SIGINT/SIGTERM
     asked = []                      # the callback asked to stop
     history: list[torch.Tensor] = []   # per step: [total, *terms], on the device until synced
@@ -149,7 +156,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     with _stop_on_signals(stop):
         for scale, ((sh, sw), budget) in enumerate(zip(sizes, budgets)):
             if scale > 0:
-                param = param.resize(sh, sw) if best_img is None else pixel(resize_image(best_img, sh, sw))
+                param = param.resize(sh, sw) if best_img is None else pixel(_upsample(best_img, sh, sw, wrap))
             elif (sh, sw) != (h, w):
                 param = param.resize(sh, sw)
             scale_starts.append(len(history))
@@ -162,10 +169,12 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                 if stop.is_set() or asked or done >= budget:
                     raise _Stop
                 opt.zero_grad(set_to_none=True)
+                if frozen is not None:
+                    draws.set_state(frozen)
                 if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
                     param.project()
                 img = param.image_fn()
-                seen = transforms(img, generator) if transforms else img
+                seen = transforms(img, draws) if transforms else img
                 loss, terms = objective.evaluate(model.features(seen, layers), img)
                 loss.backward()
                 done += 1
@@ -193,6 +202,10 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                         closure()
                         opt.step()
                     else:   # several iterations per call, so L-BFGS keeps its last line-search point
+                        if transforms:   # one draw per call: a line search needs one function
+                            draws.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+                            opt.state.clear()   # a new function: start the curvature memory afresh
+                            frozen = draws.get_state()
                         opt.step(closure)
                     if len(history) - len(host) >= window or done >= budget:
                         reason = sync()
@@ -299,6 +312,17 @@ def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple
     notes = [] if len(usable) == len(sizes) else [
         f"used {len(usable)} of {scales} scales: smaller ones are under the layers' minimum of {min_side} px"]
     return usable, notes
+
+
+def _upsample(x: torch.Tensor, h: int, w: int, wrap: bool) -> torch.Tensor:
+    """Resize to h x w; with `wrap`, as a periodic image (its borders interpolated from the opposite ones)."""
+    if not wrap:
+        return resize_image(x, h, w)
+    p, (h0, w0) = 2, x.shape[-2:]
+    big = resize_image(F.pad(x, (p, p, p, p), mode="circular"), round((h0 + 2 * p) * h / h0),
+                       round((w0 + 2 * p) * w / w0))
+    top, left = round(p * h / h0), round(p * w / w0)
+    return big[..., top:top + h, left:left + w]
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:

@@ -3,7 +3,9 @@
 Three statistics: `gram` (Gram matrices, Gatys), `sorted` (each channel's sorted activations, a 1-D
 optimal transport per channel) and `swd` (sliced Wasserstein over random projections of the channel
 vectors, Heitz et al. 2021). All are independent of the pixel count, so the output may have any size and
-`tile=True` makes it wrap around seamlessly (a random circular shift before the model at each step).
+`tile=True` makes it wrap around seamlessly: the model sees the image padded circularly, so its
+wrap-around seams are interior and get the texture's statistics like the rest (deterministic, so
+L-BFGS's line search still works; a random circular shift per step is the Adam-only alternative).
 
 Example:
     >>> run = synthesize_texture("examples/textures/brick.png", out_size=(384, 256), tile=True)
@@ -19,21 +21,25 @@ from .errors import InvtoolError, close_matches
 from .image import fit_size, read_image
 from .model import FeatureModel, load_model
 from .objectives import Objective
-from .optimize import optimize, require_size
+from .optimize import check_memory, optimize, require_size
 from .record import Run, build_record
-from .transforms import random_roll
+from .transforms import wrap_pad
 
 DEFAULT_MODEL = "models/vgg16.onnx"
 GATYS_LAYERS = ("conv1_1", "pool1", "pool2", "pool3", "pool4")
 LOSSES = ("gram", "sorted", "swd")
 WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")
+# The start: the source's mean colour plus uniform noise of this range. Gatys' full-range white noise
+# leaves pixel-level colour noise that the Gram losses hardly see: on VGG16 (brick, 128 px, 200 L-BFGS
+# steps) the Gram loss ends at 12.4 from white noise, 6.9 from 0.5 +- 0.1, 6.2 (ihc) from the mean colour.
+INIT_NOISE = 0.2
 
 
 def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=GATYS_LAYERS,
                        layer_weights="uniform", loss: str = "gram", gram_norm: str = "gatys",
                        pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
-                       tile: bool = False, scales: int = 2, optimizer: str = "lbfgs", steps: int = 300,
-                       lr: float = 1.0, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
+                       tile: bool = False, scales: int = 2, optimizer: str | None = None, steps: int = 200,
+                       lr: float | None = None, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
                        save_every: int = 0, progress: bool = True, callback=None) -> Run:
     """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
 
@@ -50,9 +56,12 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         out_size: the output's N (longer side, the source's aspect) or (width, height); default the
             (resized) source's size.
         tile: make the output wrap around seamlessly.
-        scales, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to
-            `optimize`. L-BFGS over 2 scales is the default: on VGG16 at 256x256 it reaches a Gram loss
-            the seeds' Adam setting needs over 5x the time for (see tests/bench/bench_texture.py).
+        optimizer: default "lbfgs" (lr 1) for gram and sorted, "adam" (lr 0.02) for swd, whose random
+            projections change at every evaluation, which L-BFGS's line search cannot follow.
+        scales, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to `optimize`.
+            L-BFGS over 2 scales is the default: on VGG16 at 128 px it gets the Gram loss 6-50x lower
+            than Adam in the same steps, and the coarse scale costs a quarter per step (see
+            tests/bench/bench_texture.py for the comparison with the seeds' Adam setting).
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "source", "callback", "progress")}
     options.update(source=str(source) if isinstance(source, (str, Path)) else "tensor",
@@ -61,6 +70,9 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         raise InvtoolError(f"unknown loss {loss!r}{close_matches(loss, LOSSES)}; use one of {', '.join(LOSSES)}")
     if gram_norm not in losses.GRAM_NORMS:
         raise InvtoolError(f"unknown Gram normalisation {gram_norm!r}; use one of {', '.join(losses.GRAM_NORMS)}")
+    optimizer = optimizer or ("adam" if loss == "swd" else "lbfgs")
+    lr = lr or (1.0 if optimizer == "lbfgs" else 0.02)
+    options.update(optimizer=optimizer, lr=lr)
     model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
                                                                      device=device)
     layers = list(layers)
@@ -72,12 +84,13 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
     ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
 
+    check_memory(model, layers, oh, ow)   # before allocating anything of the output's size
     objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    init = torch.rand(1, 3, oh, ow, generator=generator)
+    init = src.mean((2, 3), keepdim=True) + INIT_NOISE * (torch.rand(1, 3, oh, ow, generator=generator) - 0.5)
     result = optimize(model, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
-                      tol=tol, scales=scales, transforms=random_roll() if tile else None, callback=callback,
-                      save_every=save_every, seed=seed, progress=progress)
+                      tol=tol, scales=scales, transforms=wrap_pad(max(16, min(oh, ow) // 8)) if tile else None,
+                      callback=callback, save_every=save_every, seed=seed, progress=progress, wrap=tile)
     metrics = {"gatys_loss": gatys_texture_loss(model, src, result.image)}
     record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
     record["layer_weights"] = weights

@@ -1,0 +1,190 @@
+"""`invtool texture` end to end on the real VGG16 at tiny sizes: the API, the CLI, the record, bad input."""
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import ROOT, VGG16_ONNX
+from invtool import InvtoolError, load_model
+from invtool.cli import main
+from invtool.image import read_image
+from invtool.texture import synthesize_texture, texture_sweep
+
+BRICK = ROOT / "examples" / "textures" / "brick.png"
+IHC = ROOT / "examples" / "textures" / "ihc.png"
+FAST = dict(layers=["conv1_1", "pool1"], progress=False)
+RECORD_FIELDS = {"command", "created", "argv", "options", "model", "layers", "seed", "versions", "device", "steps",
+                 "wall_time", "steps_per_sec", "sizes", "scale_starts", "interrupted", "stopped_early",
+                 "stop_reason", "final_loss", "metrics", "notes", "history", "output", "layer_weights"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing: run `make export-models`")
+    return load_model(VGG16_ONNX, device="cpu")
+
+
+@pytest.mark.parametrize("loss", ["gram", "sorted", "swd"])
+def test_each_loss_decreases(model, loss):
+    run = synthesize_texture(IHC, model=model, size=32, steps=12, loss=loss, **FAST)
+    history = run.record["history"]["loss"]
+    assert min(history) < 0.5 * history[0]
+    assert run.record["metrics"]["gatys_loss"] > 0
+
+
+def test_out_size_honoured_and_other_pixel_counts(model, tmp_path):
+    for loss in ("gram", "sorted", "swd"):    # statistics of a 32x32 source matched on a 48x24 output
+        run = synthesize_texture(IHC, model=model, size=32, out_size=(48, 24), steps=3, loss=loss, **FAST)
+        assert run.image.shape == (1, 3, 24, 48)
+    run.save(tmp_path / "t.png")
+    assert cv2.imread(str(tmp_path / "t.png")).shape == (24, 48, 3)
+
+
+def _seam_and_interior(img: np.ndarray, axis: int) -> tuple[float, float]:
+    """Mean |difference| across the wrap-around edge along `axis`, and the 90th percentile of the same
+    for each pair of neighbouring rows (or columns) inside the image."""
+    img = img.astype(np.float64)
+    others = tuple(i for i in range(3) if i != axis)
+    inside = np.abs(np.diff(img, axis=axis)).mean(axis=others)
+    seam = np.abs(np.take(img, 0, axis=axis) - np.take(img, -1, axis=axis)).mean()
+    return float(seam), float(np.percentile(inside, 90))
+
+
+def test_tile_wraps_seamlessly(model):
+    """The wrap-around seams of a tiled result are no rougher than a typical pair of neighbouring rows or
+    columns inside it; without tile they are."""
+    kw = dict(model=model, size=48, steps=60, layers=["conv1_1", "pool1", "pool2"], progress=False, scales=1)
+    tiled = synthesize_texture(IHC, tile=True, **kw).image[0].permute(1, 2, 0).numpy() * 255
+    plain = synthesize_texture(IHC, tile=False, **kw).image[0].permute(1, 2, 0).numpy() * 255
+    for axis in (0, 1):
+        seam, inside = _seam_and_interior(tiled, axis)
+        assert seam <= inside, (axis, seam, inside)
+    assert any(_seam_and_interior(plain, axis)[0] > _seam_and_interior(plain, axis)[1] for axis in (0, 1))
+
+
+def test_layer_weightings(model):
+    from invtool.texture import layer_weighting
+
+    layers = ["conv1_1", "pool1", "pool2"]
+    assert layer_weighting(model, layers, "uniform") == pytest.approx([1 / 3] * 3)
+    assert layer_weighting(model, layers, "increasing") == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+    assert layer_weighting(model, layers, "decreasing") == pytest.approx([3 / 6, 2 / 6, 1 / 6])
+    # channels 64, 64, 128 -> 1/64, 1/64, 1/128 normalised
+    assert layer_weighting(model, layers, "inverse-channels") == pytest.approx([0.4, 0.4, 0.2])
+    assert layer_weighting(model, layers, [1, 2, 3]) == [1, 2, 3]
+    with pytest.raises(InvtoolError, match="2 layer weights for 3 layers"):
+        layer_weighting(model, layers, [1, 2])
+    with pytest.raises(InvtoolError, match="did you mean: increasing"):
+        layer_weighting(model, layers, "increasng")
+
+
+def test_sweep_contact_sheet(model, tmp_path):
+    run = texture_sweep(IHC, model=model, size=32, steps=2, layer_sets=[["conv1_1"], ["conv1_1", "pool1"]],
+                        weightings=["uniform", "increasing"], progress=False)
+    assert [r["label"] for r in run.record["runs"]] == [
+        "conv1_1 uniform", "conv1_1 increasing", "conv1_1,pool1 uniform", "conv1_1,pool1 increasing"]
+    assert run.image.shape[-1] > 4 * 32      # source + 4 results, 4 columns, captions under each
+    paths = run.save(tmp_path / "sweep.png", report=True)
+    assert all(p.is_file() for p in paths) and len(paths) == 3
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_writes_image_record_and_report(tmp_path):
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing")
+    out = tmp_path / "new" / "dir" / "t.png"    # the folder does not exist yet
+    res = cli("texture", BRICK, "-o", out, "--model", VGG16_ONNX, "--size", 32, "--steps", 4, "--layers",
+              "conv1_1,pool1", "--report", "--save-every", 2, "--seed", 7, "-q")
+    assert res.exit_code == 0, res.output
+    assert cv2.imread(str(out)).shape == (32, 32, 3)
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert RECORD_FIELDS <= set(rec), RECORD_FIELDS - set(rec)
+    assert rec["seed"] == 7 and rec["steps"] == 4 and len(rec["history"]["loss"]) == 4
+    assert rec["model"]["sha256"] == load_model(VGG16_ONNX).sha256 and rec["layers"] == ["conv1_1", "pool1"]
+    assert rec["versions"]["torch"] == torch.__version__.split("+")[0] or rec["versions"]["torch"] == torch.__version__
+    assert any("grayscale" in n for n in rec["notes"])        # brick.png is grayscale
+    page = out.with_suffix(".html").read_text()
+    assert page.count("data:image/png;base64,") == 1 + 1 + 2 + 1   # source, result, 2 snapshots, loss curve
+    assert not list(out.parent.glob(".*tmp"))                 # no temporary files left
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "conv1_1,pool9"], "unknown layer 'pool9' (did you mean: pool5"),
+    (["--size", 8, "--layers", "conv1_1,pool4"], "use at least 16x16"),
+    (["--loss", "gram", "--layer-weights", "1,2,3"], "3 layer weights for 5 layers"),
+    (["--out-size", "200000x100000"], "GB but"),
+])
+def test_cli_bad_options(tmp_path, args, message):
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing")
+    out = tmp_path / "t.png"
+    res = cli("texture", BRICK, "-o", out, "--model", VGG16_ONNX, "--steps", 1, "-q", *args)
+    assert res.exit_code == 1 and res.output.startswith("error: ") and message in res.output, res.output
+    assert "Traceback" not in res.output and not out.exists()
+
+
+def test_cli_bad_files(tmp_path):
+    out = tmp_path / "t.png"
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image at all")
+    assert "not an image OpenCV can read" in cli("texture", junk, "-o", out).output
+    assert "no such file" in cli("texture", tmp_path / "missing.png", "-o", out).output
+    same = cli("texture", BRICK, "-o", BRICK)
+    assert same.exit_code == 1 and "is the input image" in same.output
+    missing_model = cli("texture", BRICK, "-o", out, "--model", tmp_path / "models" / "vgg16.onnx")
+    assert missing_model.exit_code == 1 and "make export-models" in missing_model.output
+
+
+def test_read_image_conversions(tmp_path):
+    rgb = (np.random.default_rng(0).random((5, 7, 3)) * 255).astype(np.uint8)
+    cases = {
+        "gray.png": (rgb[..., 0], "grayscale"),
+        "rgba.png": (np.dstack([rgb, np.full((5, 7), 128, np.uint8)]), "transparency"),
+        "deep.png": (rgb.astype(np.uint16) * 257, "16-bit"),
+    }
+    for name, (data, note) in cases.items():
+        cv2.imwrite(str(tmp_path / name), data)
+        x, notes = read_image(tmp_path / name)
+        assert x.shape == (1, 3, 5, 7) and 0 <= x.min() and x.max() <= 1
+        assert any(note in n for n in notes), (name, notes)
+    x16, _ = read_image(tmp_path / "deep.png")
+    x8, _ = read_image(tmp_path / "gray.png")
+    assert torch.allclose(x16[0, 2], torch.from_numpy(rgb[..., 0] / 255.0).float(), atol=1e-6)   # BGR -> RGB
+    # a palette PNG, written by matplotlib's PIL
+    from PIL import Image
+
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    x, notes = read_image(tmp_path / "pal.png")
+    assert x.shape == (1, 3, 5, 7) and any("palette" in n for n in notes)
+
+
+def test_ctrl_c_leaves_a_valid_image_and_record(tmp_path):
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing")
+    out = tmp_path / "t.png"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "invtool", "texture", str(BRICK), "-o", str(out), "--model",
+                                 str(VGG16_ONNX), "--size", "32", "--steps", "100000", "--layers", "conv1_1,pool1"],
+                                stderr=err, stdout=subprocess.PIPE, cwd=tmp_path)
+        deadline = time.time() + 120
+        while max(map(int, re.findall(r"\| *(\d+)/100000", log.read_text())), default=0) < 3:
+            assert proc.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, log.read_text()
+    assert cv2.imread(str(out)).shape == (32, 32, 3)
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["interrupted"] and 3 <= rec["steps"] < 100000 and len(rec["history"]["loss"]) == rec["steps"]
