@@ -8,8 +8,7 @@ size, and one set of weights serves every layer.
 
 Example:
     >>> run = invert("examples/images/chelsea.png", layers=["conv3_1", "fc6:0.5"], size=224)
-    >>> run.record["metrics"]
-    {'psnr': 19.2, 'ssim': 0.51, 'feature_error': {'conv3_1': 0.01, 'fc6': 0.03}}
+    >>> run.record["metrics"]     # {'psnr': dB, 'ssim': ..., 'feature_error': {'conv3_1': ..., 'fc6': ...}}
     >>> run.save("out/chelsea-conv3_1.png", report=True)
 """
 import math

@@ -2,8 +2,7 @@
 normalised feature error at the layers it was reconstructed from.
 
 Example:
-    >>> reconstruction_metrics(model, original, result, ["conv3_1"])
-    {'psnr': 21.4, 'ssim': 0.62, 'feature_error': {'conv3_1': 0.012}}
+    >>> reconstruction_metrics(model, original, result, ["conv3_1"])   # {'psnr', 'ssim', 'feature_error': {layer: ...}}
 """
 import numpy as np
 import torch
