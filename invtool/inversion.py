@@ -7,8 +7,8 @@ V = B/6.5 for a typical neighbour difference), so each term is about 1 on a natu
 size, and one set of weights serves every layer.
 
 Example:
-    >>> run = invert("examples/images/chelsea.png", layers=["conv3_1", "fc6:0.5"], size=224)
-    >>> run.record["metrics"]     # {'psnr': dB, 'ssim': ..., 'feature_error': {'conv3_1': ..., 'fc6': ...}}
+    >>> run = invert("examples/images/chelsea.png", layers=["conv3_1", "conv5_1:0.5"], size=128)
+    >>> run.record["metrics"]     # {'psnr': dB, 'ssim': ..., 'feature_error': {'conv3_1': ..., 'conv5_1': ...}}
     >>> run.save("out/chelsea-conv3_1.png", report=True)
 """
 import math
