@@ -11,7 +11,7 @@ Objectives are written as text — `"channel:conv4_1:12 - 0.5*channel:conv4_1:40
 or built in Python from `objectives.channel`, `neuron` and `layer`.
 
 Example:
-    >>> run = visualize("conv4_1", "0-15", steps=256)        # a 4x4 grid, one tile per channel
+    >>> run = visualize("conv4_1", "0-15")        # a 4x4 grid, one tile per channel
     >>> run.save("out/conv4_1.png", report=True)
     >>> dream = visualize("conv4_2", image="examples/images/astronaut.png", octaves=3)
 """
@@ -46,7 +46,7 @@ class VisualizeRun(Run):
 def visualize(layer: str | None = None, channels=None, *, objectives=None, model: str | FeatureModel = DEFAULT_MODEL,
               param: str | None = None, size=128, image=None, octaves: int = 1, octave_scale: float = 1.4,
               jitter: int = 8, scale_jitter: float = 0.1, rotate: float = 10.0, optimizer: str = "adam",
-              steps: int = 256, lr: float = 0.05, seed: int = 0, cols: int | None = None, preprocess=None,
+              steps: int = 128, lr: float | None = None, seed: int = 0, cols: int | None = None, preprocess=None,
               pool: str = "max", device=None, save_every: int = 0, progress: bool = True,
               callback=None) -> VisualizeRun:
     """Images that maximise objectives on a model's features: one tile per channel, or per objective.
@@ -70,7 +70,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         jitter, scale_jitter, rotate: the random transforms at each step: a shift of up to `jitter` px, a
             zoom by up to ±`scale_jitter`, a rotation of up to ±`rotate` degrees.
         optimizer, steps, lr, seed, save_every, progress, callback: passed to `optimize` (`steps` is the
-            total over the octaves).
+            total over the octaves); `lr` defaults to 0.05 from noise and 0.01 from an image (more
+            dreams the image away).
         cols: the grid's columns (default up to 4).
 
     Returns:
@@ -83,6 +84,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
                    image=str(image) if isinstance(image, (str, Path)) else None if image is None else "tensor",
                    objectives=None if objectives is None else [str(o) for o in objectives])
     param = options["param"] = param or ("fourier" if image is None else "pixel")
+    lr = options["lr"] = lr or (0.05 if image is None else 0.01)
     if param not in PARAMS:
         raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
     if octaves < 1 or octave_scale <= 1:
