@@ -29,10 +29,7 @@ DEFAULT_MODEL = "models/vgg16.onnx"
 GATYS_LAYERS = ("conv1_1", "pool1", "pool2", "pool3", "pool4")
 LOSSES = ("gram", "sorted", "swd")
 WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")
-# The start: the source's mean colour plus uniform noise of this range. Gatys' full-range white noise
-# leaves pixel-level colour noise that the Gram losses hardly see: on VGG16 (brick, 128 px, 200 L-BFGS
-# steps) the Gram loss ends at 12.4 from white noise, 6.9 from 0.5 +- 0.1, 6.2 (ihc) from the mean colour.
-INIT_NOISE = 0.2
+INIT_NOISE = 0.2   # the range of the starting noise around the source's mean colour (see initial_noise)
 
 
 def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=GATYS_LAYERS,
@@ -86,8 +83,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
 
     check_memory(model, layers, oh, ow)   # before allocating anything of the output's size
     objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    init = src.mean((2, 3), keepdim=True) + INIT_NOISE * (torch.rand(1, 3, oh, ow, generator=generator) - 0.5)
+    init = initial_noise(src, oh, ow, seed)
     result = optimize(model, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, transforms=wrap_pad(max(16, min(oh, ow) // 8)) if tile else None,
                       callback=callback, save_every=save_every, seed=seed, progress=progress, wrap=tile)
@@ -95,6 +91,17 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
     record["layer_weights"] = weights
     return Run(result.image, record, {"source": src}, result.snapshots)
+
+
+def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """The start: the source's mean colour plus uniform noise of range `INIT_NOISE`.
+
+    Gatys' full-range white noise leaves pixel-level colour noise that the Gram losses hardly see: on
+    VGG16 (brick, 128 px, 200 L-BFGS steps, one scale) the Gram loss ends at 12.4 from white noise and
+    6.9 from 0.5 +- 0.1; on ihc 7.9 from 0.5 +- 0.1 and 6.2 from its mean colour +- 0.1.
+    """
+    noise = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) - 0.5
+    return (source.mean((2, 3), keepdim=True) + INIT_NOISE * noise).clamp(0, 1)
 
 
 def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights, *, loss: str = "gram",

@@ -120,6 +120,18 @@ def test_cli_writes_image_record_and_report(tmp_path):
     assert not list(out.parent.glob(".*tmp"))                 # no temporary files left
 
 
+def test_cli_sweep(tmp_path):
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing")
+    out = tmp_path / "sweep.png"
+    res = cli("texture", IHC, "-o", out, "--model", VGG16_ONNX, "--size", 32, "--steps", 2, "-q",
+              "--sweep-layers", "conv1_1;conv1_1,pool1", "--sweep-weights", "uniform;increasing")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert [r["layer_weights"] for r in rec["runs"]] == [[1.0], [1.0], [0.5, 0.5], [1 / 3, 2 / 3]]
+    assert cv2.imread(str(out)).shape[1] > 4 * 32
+
+
 @pytest.mark.parametrize("args, message", [
     (["--layers", "conv1_1,pool9"], "unknown layer 'pool9' (did you mean: pool5"),
     (["--size", 8, "--layers", "conv1_1,pool4"], "use at least 16x16"),
