@@ -123,6 +123,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         notes.append(f"channel and neuron terms read the input of the ReLU of {', '.join(pre)}, so that channels "
                      f"dead on the start image still get a gradient")
 
+    before = objective_matrix(model, tile_objectives, start)   # also checks the channel indices, before any step
     total = sum(on_image(o, i) for i, o in enumerate(tile_objectives)) if n > 1 else tile_objectives[0]
     transforms = compose(jitter_transform(jitter), scale_transform(scale_jitter), rotate_transform(rotate))
     make_param = fourier if param == "fourier" else pixel
@@ -130,11 +131,11 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
                     lr=lr, steps=steps, transforms=transforms, callback=callback, save_every=save_every, seed=seed,
                     progress=progress)
 
-    scores = [objective_matrix(model, tile_objectives, x) for x in (start, result.image)]
-    metrics = {"objective_start": [row[i] for i, row in enumerate(scores[0])],
-               "objective_final": [row[i] for i, row in enumerate(scores[1])]}
+    after = objective_matrix(model, tile_objectives, result.image)
+    metrics = {"objective_start": [row[i] for i, row in enumerate(before)],
+               "objective_final": [row[i] for i, row in enumerate(after)]}
     if n > 1:
-        own = [i for i in range(n) if all(scores[1][i][i] > scores[1][k][i] for k in range(n) if k != i)]
+        own = [i for i in range(n) if all(after[i][i] > after[k][i] for k in range(n) if k != i)]
         metrics["own_objective_highest"] = f"{len(own)}/{n}"
     record = build_record("visualize", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
     record["labels"] = labels
