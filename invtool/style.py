@@ -31,7 +31,7 @@ from .texture import DEFAULT_MODEL
 CONTENT_LAYERS = "conv4_2"                                          # Gatys et al. 2016
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # each 1/5
 STYLE_LOSSES = ("gram", "swd")
-STYLE_WEIGHTS = {"gram": 1.0, "swd": 100.0}   # per loss: swd is ~200x smaller than Gram on VGG16
+STYLE_WEIGHTS = {"gram": 1.0, "swd": 300.0}   # per loss: swd is ~200x smaller than Gram on VGG16
 COLOR_MODES = ("none", "luminance", "histogram")
 POOLS = ("max", "avg")
 
