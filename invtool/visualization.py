@@ -89,6 +89,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
     if octaves < 1 or octave_scale <= 1:
         raise InvtoolError(f"octaves must be at least 1 and the octave scale above 1 (got {octaves}, {octave_scale})")
+    if steps < octaves:
+        raise InvtoolError(f"{steps} steps cannot be shared by {octaves} octaves; use at least --steps {octaves}")
     model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
                                                                      device=device)
     read = {}   # layer -> the tensor its channel and neuron terms read

@@ -95,6 +95,18 @@ def test_fixed_input_layers_impose_their_size(vgg16_conv_onnx):
     assert any("40x40" in n for n in run.record["notes"])
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(layer="conv1_1", param="wavelet"), "unknown parameterisation 'wavelet'"),
+    (dict(layer="conv1_1", octaves=3, steps=2), "2 steps cannot be shared by 3 octaves"),
+    (dict(), "nothing to visualise"),
+    (dict(layer="conv1_1", channels="0", objectives=["layer:conv1_1"]), "not both"),
+    (dict(layer="conv9_9", channels="0"), "unknown layer 'conv9_9'"),
+])
+def test_bad_options_are_errors(small, kwargs, message):
+    with pytest.raises(InvtoolError, match=message):
+        visualize(model=small, size=32, progress=False, **kwargs)
+
+
 # --- the parser ----------------------------------------------------------------------------------
 
 def test_parsed_objective_is_the_weighted_sum_it_says(small):
