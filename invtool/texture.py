@@ -4,8 +4,9 @@ Three statistics: `gram` (Gram matrices, Gatys), `sorted` (each channel's sorted
 optimal transport per channel) and `swd` (sliced Wasserstein over random projections of the channel
 vectors, Heitz et al. 2021). All are independent of the pixel count, so the output may have any size and
 `tile=True` makes it wrap around seamlessly: the model sees the image padded circularly, so its
-wrap-around seams are interior and get the texture's statistics like the rest (deterministic, so
-L-BFGS's line search still works; a random circular shift per step is the Adam-only alternative).
+wrap-around seams are interior, and the statistics are taken over the features of the image's own
+extent (the padding cropped off), so no part counts twice (deterministic, so L-BFGS's line search
+still works; a random circular shift per step would not).
 
 Example:
     >>> run = synthesize_texture("examples/textures/brick.png", out_size=(384, 256), tile=True)
@@ -82,10 +83,11 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
 
     check_memory(model, layers, oh, ow)   # before allocating anything of the output's size
-    objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
+    pad = 16 * max(1, min(oh, ow) // 128) if tile else 0   # a multiple of VGG's deepest stride
+    objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed, pad=pad)
     init = initial_noise(src, oh, ow, seed)
     result = optimize(model, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
-                      tol=tol, scales=scales, transforms=wrap_pad(max(16, min(oh, ow) // 8)) if tile else None,
+                      tol=tol, scales=scales, transforms=wrap_pad(pad) if tile else None,
                       callback=callback, save_every=save_every, seed=seed, progress=progress, wrap=tile)
     metrics = {"gatys_loss": gatys_texture_loss(model, src, result.image)}
     record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
@@ -105,21 +107,35 @@ def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0) -> torch.
 
 
 def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights, *, loss: str = "gram",
-                      gram_norm: str = "gatys", seed: int = 0) -> Objective:
-    """The weighted sum over layers of one statistic loss against the source's features (computed once)."""
+                      gram_norm: str = "gatys", seed: int = 0, pad: int = 0) -> Objective:
+    """The weighted sum over layers of one statistic loss against the source's features (computed once).
+
+    `pad`: the image reaches the model padded circularly by this many pixels (tiling); each feature map
+    is cropped back to the image's own extent first, so the statistics cover exactly one period.
+    """
     with torch.no_grad():
         feats = model.features(source.to(model.device), layers)
     generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
+
+    def own(f, x):
+        """`f` without the part of the padding: the padded input is x's size + 2 * pad."""
+        if not pad:
+            return f
+        (fh, fw), (h, w) = f.shape[-2:], x.shape[-2:]
+        ch, cw = round(pad * fh / (h + 2 * pad)), round(pad * fw / (w + 2 * pad))
+        return f[..., ch:fh - ch, cw:fw - cw]
+
     terms = []
     for name, w in zip(layers, weights):
         if loss == "gram":
             target = losses.gram_matrix(feats[name], gram_norm)
-            fn = lambda f, x, n=name, t=target: losses.gram_loss(losses.gram_matrix(f[n], gram_norm), t)
+            fn = lambda f, x, n=name, t=target: losses.gram_loss(losses.gram_matrix(own(f[n], x), gram_norm), t)
         elif loss == "sorted":
             target = losses.sorted_channels(feats[name])
-            fn = lambda f, x, n=name, t=target: losses.sorted_loss(f[n], t)
+            fn = lambda f, x, n=name, t=target: losses.sorted_loss(own(f[n], x), t)
         else:
-            fn = lambda f, x, n=name, t=feats[name]: losses.sliced_wasserstein_loss(f[n], t, generator=generator)
+            fn = lambda f, x, n=name, t=feats[name]: losses.sliced_wasserstein_loss(own(f[n], x), t,
+                                                                                    generator=generator)
         terms.append(w * Objective(fn, [name], name=f"{loss}:{name}"))
     return sum(terms)
 
