@@ -50,7 +50,7 @@ bench: install export-models
 	set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f; done
 
 demo: install export-models
-	$(PY) -m invtool texture examples/textures/brick.png -o out/demo/texture.png --report
+	$(PY) -m invtool texture examples/textures/brick.png -o out/demo/texture.png --size 128 --out-size 256x128 --tile --report
 
 clean:
 	rm -rf out $(CACHE) models/*.onnx
