@@ -82,8 +82,9 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
     ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
 
-    check_memory(model, layers, oh, ow)   # before allocating anything of the output's size
-    pad = 16 * max(1, min(oh, ow) // 128) if tile else 0   # a multiple of VGG's deepest stride
+    # tiling pads circularly by a multiple of 16 (VGG16's pool4 stride, so cropping the features is exact)
+    pad = 16 * max(1, min(oh, ow) // 128) if tile else 0
+    check_memory(model, layers, oh + 2 * pad, ow + 2 * pad)   # before allocating anything that large
     objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed, pad=pad)
     init = initial_noise(src, oh, ow, seed)
     result = optimize(model, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
