@@ -8,7 +8,7 @@ computed on images kept along the way, outside the timed loops. Printed:
   512 under 4 GB).
 Each configuration runs in its own process, so each peak RSS is its own.
 
-    OMP_NUM_THREADS=2 .venv/bin/python tests/bench/bench_texture.py [--baseline-steps 300] [--steps-512 20]
+    OMP_NUM_THREADS=2 .venv/bin/python tests/bench/bench_texture.py [--baseline-steps 200] [--steps-512 20]
 """
 import argparse
 import json
@@ -71,7 +71,7 @@ def main():
     ap.add_argument("--worker", choices=["baseline", "invtool"])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=0, help="0: invtool's default")
-    ap.add_argument("--baseline-steps", type=int, default=300)
+    ap.add_argument("--baseline-steps", type=int, default=200)
     ap.add_argument("--steps-512", type=int, default=20, help="a short 512x512 run: for steps/s and peak RSS")
     ap.add_argument("--source", default=str(SOURCE))
     args = ap.parse_args()
