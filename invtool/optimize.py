@@ -43,6 +43,7 @@ from .transforms import Transform
 
 OPTIMIZERS = ("adam", "lbfgs")
 LR_SCHEDULES = ("constant", "step", "cosine")
+LBFGS_HISTORY = 50   # curvature pairs L-BFGS keeps
 
 
 @dataclass
@@ -120,7 +121,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     with torch.no_grad():
         n, _, h, w = param.image_fn().shape
     require_size(model, layers, h, w, "the output")
-    check_memory(model, layers, h, w, n)
+    lbfgs_memory = 2 * LBFGS_HISTORY * n * 3 * h * w * 4   # its curvature pairs: image-sized float vectors
+    check_memory(model, layers, h, w, n, extra=lbfgs_memory if optimizer == "lbfgs" else 0)
     sizes, notes = _scale_sizes(h, w, scales, model.min_size(layers) if layers else 1)
     budgets = [steps // len(sizes)] * len(sizes)
     budgets[-1] += steps - sum(budgets)
@@ -296,11 +298,12 @@ def available_memory(device) -> int | None:
         return None
 
 
-def check_memory(model, layers, h: int, w: int, batch: int = 1) -> None:
-    """InvtoolError with the estimate when an h x w run would not fit in the device's free memory."""
+def check_memory(model, layers, h: int, w: int, batch: int = 1, extra: int = 0) -> None:
+    """InvtoolError with the estimate when an h x w run (plus `extra` bytes) would not fit in the device's
+    free memory."""
     if not layers:
         return
-    need, have = estimate_memory(model, layers, h, w, batch), available_memory(model.device)
+    need, have = estimate_memory(model, layers, h, w, batch) + extra, available_memory(model.device)
     if have is not None and need > have:
         raise InvtoolError(f"a {w}x{h} image through {layers[-1]} needs about {need / 2**30:.1f} GB but "
                            f"{model.device} has {have / 2**30:.1f} GB free; use a smaller size or fewer/shallower layers")
@@ -330,7 +333,7 @@ def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
     # 20 iterations per call; the closure ends the call when the budget is spent. Tolerances off: the
     # engine's own early stop decides, whatever the loss scale.
-    return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=50,
+    return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=LBFGS_HISTORY,
                              tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
 
 
