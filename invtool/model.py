@@ -51,6 +51,7 @@ class FeatureModel:
         self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = json.loads(self.metadata.get("invtool.aliases", "{}"))
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
+        self._min_sizes: dict[frozenset[str], int] = {}
 
     # --- names -----------------------------------------------------------------------------------
     @property
@@ -128,7 +129,13 @@ class FeatureModel:
         return None
 
     def min_size(self, names) -> int:
-        """The smallest square input side for which every one of `names` can be computed."""
+        """The smallest square input side for which every one of `names` can be computed (cached)."""
+        key = frozenset(self.resolve(n) for n in names)
+        if key not in self._min_sizes:
+            self._min_sizes[key] = self._search_min_size(list(key))
+        return self._min_sizes[key]
+
+    def _search_min_size(self, names) -> int:
         if fixed := self.fixed_size(names):
             return max(fixed)
 
