@@ -12,33 +12,13 @@ from pathlib import Path
 
 import click
 
-from invtool.errors import InvtoolError
+from invtool.errors import InvtoolError, OneLineErrors
 
 from .architectures import ARCHITECTURES
 from .sources import FORMAT_NAMES
 
 
-class _Group(click.Group):
-    """Any error is one line `error: …` and exit 1, as in the invtool CLI; --debug shows the traceback.
-
-    Not imported from invtool.cli, which loads the rebuilder the exporters must not depend on.
-    """
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except Exception as e:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            unexpected = "" if isinstance(e, InvtoolError) else f"{type(e).__name__}: "
-            hint = "" if isinstance(e, InvtoolError) else " (run with --debug for the traceback)"
-            click.echo(f"error: {unexpected}{e}{hint}", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.pass_context
 def main(ctx, debug):

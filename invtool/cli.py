@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .errors import InvtoolError
+from .errors import InvtoolError, OneLineErrors
 
 
 class Size(click.ParamType):
@@ -94,25 +94,7 @@ def finish(run, output, report: bool) -> None:
         sys.exit(130)
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except InvtoolError as e:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except Exception as e:  # an unexpected failure still gets one line unless --debug
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="invtool")
 @click.pass_context

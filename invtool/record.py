@@ -136,7 +136,7 @@ vertical-align:top}} img{{max-width:512px;image-rendering:pixelated;border:1px s
 padding-right:1em}} pre{{background:#f4f4f4;padding:1em}}</style></head><body>
 <h1>invtool {html.escape(record['command'])}</h1>
 <h2>Inputs and result</h2>{''.join(img(x, k) for k, x in inputs.items())}{img(image, Path(record['output']).name)}
-{f'<h2>Snapshots</h2>' + ''.join(img(x, f'step {s}') for s, x in snapshots) if snapshots else ''}
+{'<h2>Snapshots</h2>' + ''.join(img(x, f'step {s}') for s, x in snapshots) if snapshots else ''}
 <h2>Loss</h2>{f'<img src="data:image/png;base64,{curve}">' if curve else '<p>no steps run</p>'}
 <h2>Run</h2><table>{rows}</table>{f'<h3>Notes</h3><ul>{notes}</ul>' if notes else ''}
 <h3>Options</h3><pre>{options}</pre></body></html>

@@ -1,7 +1,6 @@
 """`invtool style` on the real VGG16 at tiny sizes: the objective, colour preservation, blends, pooling, the CLI."""
 import json
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

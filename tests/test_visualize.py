@@ -13,7 +13,7 @@ from conftest import VGG16_ONNX
 from invtool import InvtoolError, load_model
 from invtool.cli import main
 from invtool.image import read_image, write_png
-from invtool.objectives import channel, layer, neuron, on_image
+from invtool.objectives import channel, layer, on_image
 from invtool.param import _COLOR_SQRT_COV, _FOURIER_GAIN, fourier, resize_image
 from invtool.transforms import rotate, scale
 from invtool.visualization import parse_channels, parse_objective, relu_input, visualize

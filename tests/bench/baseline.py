@@ -8,6 +8,9 @@ Example:
     >>> out = baseline_texture(model, source, steps=200)
     >>> out["image"], out["wall_time"], out["trace"][-1]     # trace: (seconds, step, loss)
 """
+import json
+import subprocess
+import sys
 import time
 
 import torch
@@ -53,3 +56,15 @@ def baseline_texture(model, source: torch.Tensor, *, steps: int, lr: float = 0.0
         return sum(losses.gram_loss(losses.gram_matrix(feats[n]), t) for n, t in targets.items()) / len(targets)
 
     return baseline_optimize(model, loss_fn, init, steps=steps, lr=lr, every=every)
+
+
+def run_worker(script: str, kind: str, **options) -> dict:
+    """Run `script --worker KIND --option value …` in a fresh process (so its peak RSS is its own) and
+    return the JSON object it prints last."""
+    cmd = [sys.executable, script, "--worker", kind]
+    for name, value in options.items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{kind} {options} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

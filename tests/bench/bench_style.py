@@ -13,10 +13,11 @@ Each configuration runs in its own process.
 """
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from baseline import run_worker  # the script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT = ROOT / "examples" / "images" / "chelsea.png"
@@ -79,14 +80,6 @@ def worker(kind: str, size: int, steps: int, lr: float) -> dict:
             "trace": trace, "content": best[2], "style": best[3], "total": best[4]}
 
 
-def run_worker(kind, size, steps, lr) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--sizes", str(size), "--steps", str(steps), "--lr", str(lr)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"{kind} {size} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", choices=["baseline", "invtool"])
@@ -105,8 +98,8 @@ def main():
           f"VGG16 (content MSE conv4_2 + style weight x Gram conv1_1..conv5_1; lower is better)")
     print(f"{'run':<24}{'steps':>7}{'wall s':>9}{'steps/s':>9}{'content':>10}{'style':>10}{'total':>10}")
     for size in [int(s) for s in args.sizes.split(",")]:
-        base = run_worker("baseline", size, args.baseline_steps, args.lr)
-        inv = run_worker("invtool", size, args.steps, args.lr)
+        base = run_worker(__file__, "baseline", sizes=size, steps=args.baseline_steps, lr=args.lr)
+        inv = run_worker(__file__, "invtool", sizes=size, steps=args.steps, lr=args.lr)
         for name, r in [(f"baseline {size} (adam)", base), (f"invtool {size} defaults", inv)]:
             print(f"{name:<24}{r['steps']:>7}{r['wall_time']:>9.1f}{r['steps_per_sec']:>9.3f}{r['content']:>10.4g}"
                   f"{r['style']:>10.4g}{r['total']:>10.4g}")

@@ -13,10 +13,11 @@ Each configuration runs in its own process, so each peak RSS is its own.
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from baseline import run_worker  # the script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "examples" / "textures" / "brick.png"
@@ -58,14 +59,6 @@ def worker(kind: str, size: int, steps: int, source: str) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_worker(kind, size, steps, source) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--size", str(size), "--steps", str(steps), "--source", source]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"{kind} {size} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", choices=["baseline", "invtool"])
@@ -81,9 +74,9 @@ def main():
     if not MODEL.is_file():
         raise SystemExit("models/vgg16.onnx is missing: run `make export-models`")
 
-    base = run_worker("baseline", 256, args.baseline_steps, args.source)
-    inv = run_worker("invtool", 256, 0, args.source)
-    big = run_worker("invtool", 512, args.steps_512, args.source)
+    base = run_worker(__file__, "baseline", size=256, steps=args.baseline_steps, source=args.source)
+    inv = run_worker(__file__, "invtool", size=256, steps=0, source=args.source)
+    big = run_worker(__file__, "invtool", size=512, steps=args.steps_512, source=args.source)
     reach = next((t for t, _, v in inv["trace"] if v <= base["final"]), None)
     print(f"source {Path(args.source).name}; evaluator: Gatys Gram loss on conv1_1,pool1..pool4 (lower is better)")
     print(f"{'run':<22}{'steps':>7}{'wall s':>9}{'steps/s':>9}{'final loss':>12}{'peak RSS MB':>13}")
