@@ -38,8 +38,8 @@ MAX_WEIGHT = 1e4                # past this a term drowns all others: surely a t
 
 def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1", size=224,
            alpha: float = 6.0, alpha_weight: float = 1e-4, tv_beta: float = 2.0, tv_weight: float = 1e-3,
-           jitter: int = 0, init: str = "noise", optimizer: str = "lbfgs", lr: float | None = None,
-           lr_schedule: str = "constant", steps: int = 200, tol: float = 0.0, scales: int = 1, seed: int = 0,
+           jitter: int = 0, init: str = "gray", optimizer: str = "lbfgs", lr: float | None = None,
+           lr_schedule: str = "constant", steps: int = 400, tol: float = 0.0, scales: int = 2, seed: int = 0,
            preprocess=None, pool: str = "max", device=None, save_every: int = 0, progress: bool = True,
            callback=None) -> Run:
     """Reconstruct `image` from its features at `layers`; returns a Run (`.image`, `.record`, `.save`).

@@ -144,7 +144,8 @@ def test_fc_layer_resizes_the_image_and_says_so(fc_model, chelsea):
 def test_resnet_stage_and_block_run(resnet18_onnx, chelsea):
     model = load_model(resnet18_onnx[0], device="cpu")
     model.aliases["res3"] = "res3b"   # the stage alias the exporters write
-    run = invert(chelsea, model=model, layers=["res3", "res4a:0.5"], size=(32, 32), steps=8, progress=False)
+    run = invert(chelsea, model=model, layers=["res3", "res4a:0.5"], size=(32, 32), steps=8, scales=1,
+                 progress=False)
     assert set(run.record["metrics"]["feature_error"]) == {"res3", "res4a"}
     assert all(math.isfinite(v) for v in run.record["metrics"]["feature_error"].values())
     assert run.record["final_loss"] < run.record["history"]["loss"][0]   # the best image is kept
@@ -216,7 +217,7 @@ def test_cli_invert_writes_image_record_and_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "PSNR dB" in result.output and "conv1_1" in result.output
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["command"] == "invert" and record["steps"] == 5 and record["sizes"] == [[32, 32]]
+    assert record["command"] == "invert" and record["steps"] == 5 and record["sizes"] == [[16, 16], [32, 32]]  # coarse to fine by default
     assert read_image(out)[0].shape == (1, 3, 32, 32)
 
 
