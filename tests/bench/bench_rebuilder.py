@@ -42,7 +42,8 @@ def hand_written(path: Path) -> torch.nn.Sequential:
         for conv, node in zip(convs, conv_nodes):
             conv.weight.copy_(weights[node.input[1]])
             conv.bias.copy_(weights[node.input[2]])
-    return torch.nn.Sequential(pre.module(), *list(net.features)[:26]).eval()
+    # frozen like the rebuilt module's buffers: only the image gets a gradient in either
+    return torch.nn.Sequential(pre.module(), *list(net.features)[:26]).eval().requires_grad_(False)
 
 
 def timed(fn) -> float:
