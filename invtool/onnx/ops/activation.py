@@ -31,34 +31,9 @@ def selu(x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875)
     return gamma * torch.where(x > 0, x, alpha * torch.expm1(x))
 
 
-@converter("Sigmoid")
-def sigmoid(x):
-    return torch.sigmoid(x)
-
-
-@converter("Tanh")
-def tanh(x):
-    return torch.tanh(x)
-
-
 @converter("HardSigmoid")
 def hard_sigmoid(x, *, alpha=0.2, beta=0.5):
     return torch.clamp(alpha * x + beta, 0.0, 1.0)
-
-
-@converter("HardSwish")
-def hard_swish(x):
-    return F.hardswish(x)
-
-
-@converter("Softplus")
-def softplus(x):
-    return F.softplus(x)
-
-
-@converter("Softsign")
-def softsign(x):
-    return F.softsign(x)
 
 
 @converter("Gelu")
@@ -97,3 +72,9 @@ def log_softmax(x, *, axis=1):
 @converter("LogSoftmax", since=13)
 def log_softmax_13(x, *, axis=-1):
     return torch.log_softmax(x, dim=axis)
+
+
+# activations that are one torch function of x
+for _op, _fn in {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "HardSwish": F.hardswish, "Softplus": F.softplus,
+                 "Softsign": F.softsign}.items():
+    converter(_op)(_fn)

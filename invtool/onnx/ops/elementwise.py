@@ -9,21 +9,6 @@ import torch
 from ..registry import converter
 
 
-@converter("Add")
-def add(a, b):
-    return a + b
-
-
-@converter("Sub")
-def sub(a, b):
-    return a - b
-
-
-@converter("Mul")
-def mul(a, b):
-    return a * b
-
-
 @converter("Div")
 def div(a, b):
     """Integer division truncates toward zero in ONNX (C semantics), unlike Python's floor."""
@@ -62,42 +47,10 @@ def min_(*xs):
     return functools.reduce(torch.minimum, xs)
 
 
-@converter("Equal")
-def equal(a, b):
-    return torch.eq(a, b)
-
-
-@converter("Less")
-def less(a, b):
-    return torch.lt(a, b)
-
-
-@converter("Greater")
-def greater(a, b):
-    return torch.gt(a, b)
-
-
-@converter("Not")
-def not_(x):
-    return torch.logical_not(x)
-
-
-@converter("And")
-def and_(a, b):
-    return torch.logical_and(a, b)
-
-
-@converter("Or")
-def or_(a, b):
-    return torch.logical_or(a, b)
-
-
-@converter("Where")
-def where(condition, x, y):
-    return torch.where(condition, x, y)
-
-
-for _op, _fn in {"Abs": torch.abs, "Neg": torch.neg, "Floor": torch.floor, "Ceil": torch.ceil,
+# ops that are one torch function with the same arguments
+for _op, _fn in {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Equal": torch.eq, "Less": torch.lt,
+                 "Greater": torch.gt, "Not": torch.logical_not, "And": torch.logical_and,
+                 "Or": torch.logical_or, "Where": torch.where, "Abs": torch.abs, "Neg": torch.neg, "Floor": torch.floor, "Ceil": torch.ceil,
                  "Round": torch.round, "Sqrt": torch.sqrt, "Exp": torch.exp, "Log": torch.log,
                  "Reciprocal": torch.reciprocal, "Erf": torch.erf, "Sign": torch.sign,
                  "Sin": torch.sin, "Cos": torch.cos}.items():
