@@ -34,6 +34,20 @@ class Size(click.ParamType):
 SIZE = Size()
 
 
+class SideOrSize(click.ParamType):
+    """N (an image's longer side, or a square tile) -> int, or WxH -> (W, H), as the Python API takes it."""
+
+    name = "side-or-size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, tuple)):
+            return value
+        return int(value) if str(value).isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]
+
+
+SIDE_OR_SIZE = SideOrSize()
+
+
 # --- options every optimising command shares (stack them; defaults come from the Python API) -------
 
 def output_options(f):
@@ -195,8 +209,7 @@ _VIS = inspect.signature(visualize_api).parameters
                    "terms channel:LAYER:INDEX, neuron:LAYER:INDEX (centre unit), layer:LAYER (energy).")
 @click.option("--param", type=click.Choice(PARAMS), default=None,
               help="fourier (decorrelated colour, 1/f scaling) or pixel  [default: fourier; pixel with --image]")
-@click.option("--size", default=str(_VIS["size"].default), show_default=True, callback=lambda ctx, param, value: (
-                  int(value) if value.isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]),
+@click.option("--size", default=str(_VIS["size"].default), show_default=True, type=SIDE_OR_SIZE,
               help="Tile size: N (square; with --image its longer side) or WxH.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None,
               help="Start from this image instead of noise (DeepDream).")
@@ -243,8 +256,7 @@ _INV = inspect.signature(invert_api).parameters
               help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat for several (--layer conv3_1 --layer fc6:0.5).")
 @click.option("--compare", default=None,
               help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet and table.")
-@click.option("--size", default=str(_INV["size"].default), show_default=True, callback=lambda ctx, param, value: (
-                  int(value) if value.isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]),
+@click.option("--size", default=str(_INV["size"].default), show_default=True, type=SIDE_OR_SIZE,
               help="Resize the image first: N (its longer side) or WxH; fc layers need their own size.")
 @click.option("--alpha", type=float, default=_INV["alpha"].default, show_default=True, help="Exponent of the α-norm prior.")
 @click.option("--alpha-weight", type=float, default=_INV["alpha_weight"].default, show_default=True,
@@ -316,8 +328,7 @@ _STY = inspect.signature(transfer_style).parameters
 @click.option("--style-blend", default=None, help="One weight per STYLE, e.g. 0.7,0.3  [default: equal]")
 @click.option("--style-scale", type=click.FloatRange(0, min_open=True), default=_STY["style_scale"].default,
               show_default=True, help="Style images' longer side relative to the output's.")
-@click.option("--size", default=str(_STY["size"].default), show_default=True, callback=lambda ctx, param, value: (
-                  int(value) if value.isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]),
+@click.option("--size", default=str(_STY["size"].default), show_default=True, type=SIDE_OR_SIZE,
               help="Output size: N (the content's longer side, resized to it) or WxH.")
 @optimizer_options(transfer_style)
 def style_command(content, styles, output, report, quiet, model, preprocess, pool, device, **options):
