@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .export import write_atomic
+from invtool.image import write_atomic
+
 from .sources import file_sha256
 
 _HEADER = """# Models
@@ -41,7 +42,7 @@ def write_card(folder) -> Path:
     folder = Path(folder)
     sections = [_section(path) for path in sorted(folder.glob("*.onnx"))]
     text = _HEADER + "".join(sections) if sections else _HEADER + "\nNo models yet: run `make export-models`.\n"
-    return write_atomic(text.encode(), folder / "README.md")
+    return write_atomic(folder / "README.md", text.encode())
 
 
 def _section(path: Path) -> str:

@@ -12,8 +12,6 @@ Example:
 """
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from invtool.errors import InvtoolError
+from invtool.image import write_atomic
 from invtool.preprocess import PRESETS, resolve_preprocess
 
 from .architectures import ALIASES, ARCHITECTURES, VGG16, VGG16_FC_SIZE, ResNet18
@@ -112,7 +111,7 @@ def export(weights: Weights, out, preprocess: str | None = None) -> Path:
     probes = [probe] if fixed else [probe, _probe(67, 93)]  # a second, odd size proves H and W are free
     with torch.no_grad():
         check_parity(data, [(p, {n: v.numpy() for n, v in model.taps(p).items()}) for p in probes])
-    return write_atomic(data, out)
+    return write_atomic(out, data)
 
 
 def set_metadata(proto: onnx.ModelProto, *, arch: str, aliases: dict, source: dict, preprocess: str,
@@ -148,22 +147,6 @@ def check_parity(data: bytes, cases) -> None:
             if not err <= MAX_REL_ERROR:
                 raise RuntimeError(f"ONNX Runtime differs from PyTorch at {n} for a {list(image.shape)} image: "
                                    f"relative error {err:.2e} > {MAX_REL_ERROR:.0e}")
-
-
-def write_atomic(data: bytes, out) -> Path:
-    """Write `data` to `out` through a temporary file in the same folder, so `out` is never half-written."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as f:
-        tmp = Path(f.name)
-        try:
-            f.write(data)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    os.chmod(tmp, 0o644)  # a temporary file is private; the model is not
-    os.replace(tmp, out)
-    return out
 
 
 class _Tapped(nn.Module):

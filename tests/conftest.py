@@ -74,6 +74,15 @@ def assert_close(actual, expected, rel=1e-4):
     oracle_assert_close(actual, expected, atol_scale=rel)
 
 
+@pytest.fixture(scope="session")
+def vgg16_model():
+    """The real models/vgg16.onnx (trained conv weights), loaded once for every test that needs it."""
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing: run `make export-models`")
+    from invtool import load_model
+    return load_model(VGG16_ONNX, device="cpu")
+
+
 def ort_outputs(path, x: np.ndarray, names=None) -> dict[str, np.ndarray]:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = names or [o.name for o in sess.get_outputs()]

@@ -21,10 +21,8 @@ needs_vgg16 = pytest.mark.skipif(not VGG16_ONNX.is_file(), reason="models/vgg16.
 
 
 @pytest.fixture(scope="module")
-def vgg16():
-    if not VGG16_ONNX.is_file():
-        pytest.skip("models/vgg16.onnx not built (make export-models)")
-    return load_model(VGG16_ONNX, device="cpu")
+def vgg16(vgg16_model):
+    return vgg16_model
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,7 @@ import signal
 import pytest
 import torch
 
-from conftest import VGG16_ONNX
-from invtool import InvtoolError, load_model, losses
+from invtool import InvtoolError, losses
 from invtool.objectives import Objective
 from invtool.optimize import check_memory, estimate_memory, optimize
 
@@ -14,10 +13,8 @@ LAYERS = ["conv1_1", "pool1"]
 
 
 @pytest.fixture(scope="module")
-def model():
-    if not VGG16_ONNX.is_file():
-        pytest.skip("models/vgg16.onnx is missing: run `make export-models`")
-    return load_model(VGG16_ONNX, device="cpu")
+def model(vgg16_model):
+    return vgg16_model
 
 
 def gram_objective(model, source, layers=LAYERS):

@@ -22,10 +22,8 @@ SHALLOW = dict(content_layers="conv2_2", style_layers="conv1_1,conv2_1", progres
 
 
 @pytest.fixture(scope="module")
-def model():
-    if not VGG16_ONNX.is_file():
-        pytest.skip("models/vgg16.onnx is missing: run `make export-models`")
-    return load_model(VGG16_ONNX, device="cpu")
+def model(vgg16_model):
+    return vgg16_model
 
 
 def style_loss_to(model, image, style, layers=("conv1_1", "conv2_1")):

@@ -27,10 +27,8 @@ RECORD_FIELDS = {"command", "created", "argv", "options", "model", "layers", "se
 
 
 @pytest.fixture(scope="module")
-def model():
-    if not VGG16_ONNX.is_file():
-        pytest.skip("models/vgg16.onnx is missing: run `make export-models`")
-    return load_model(VGG16_ONNX, device="cpu")
+def model(vgg16_model):
+    return vgg16_model
 
 
 @pytest.mark.parametrize("loss", ["gram", "sorted", "swd"])

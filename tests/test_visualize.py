@@ -9,7 +9,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import VGG16_ONNX
 from invtool import InvtoolError, load_model
 from invtool.cli import main
 from invtool.image import read_image, write_png
@@ -22,10 +21,8 @@ FAST = dict(jitter=0, scale_jitter=0, rotate=0, progress=False)   # deterministi
 
 
 @pytest.fixture(scope="module")
-def vgg():
-    if not VGG16_ONNX.is_file():
-        pytest.skip("models/vgg16.onnx is missing; run `make export-models`")
-    return load_model(VGG16_ONNX, device="cpu")
+def vgg(vgg16_model):
+    return vgg16_model
 
 
 @pytest.fixture(scope="module")

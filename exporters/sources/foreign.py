@@ -21,7 +21,9 @@ from invtool.errors import InvtoolError
 from invtool.preprocess import PRESETS, resolve_preprocess
 
 from ..architectures import ALIASES
-from ..export import check_parity, set_metadata, write_atomic
+from invtool.image import write_atomic
+
+from ..export import check_parity, set_metadata
 from . import file_sha256
 
 _FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
@@ -76,7 +78,7 @@ def export_onnx(path, out, preprocess: str | None) -> Path:
                  fixed_input={"size": [h, w], "layers": fixed} if fixed else None)
     data = proto.SerializeToString()
     check_parity(data, [_original_case(original, source_input.name, pre, channels_last, original_outputs, h, w)])
-    return write_atomic(data, out)
+    return write_atomic(out, data)
 
 
 def _image_input(graph, path):
