@@ -58,9 +58,15 @@ def _section(path: Path) -> str:
         by_tensor.setdefault(tensor, []).append(alias)
 
     trained = source.get("trained", "?")
+    if trained == "trained":
+        weights = "trained"
+    elif trained.startswith("conv trained"):  # a random classifier on trained convolutions
+        weights = f"**{trained.upper()}**: the fully connected layers' features mean nothing"
+    else:
+        weights = "**RANDOM INIT — not trained, features mean nothing**"
     lines = [f"\n## `{path.name}`\n",
              f"- **Architecture**: `{meta.get('invtool.arch', '?')}`",
-             f"- **Weights**: {'**RANDOM INIT — not trained, features mean nothing**' if trained != 'trained' else 'trained'}"
+             f"- **Weights**: {weights}"
              f", from {source.get('framework', '?')}" + (f" file `{source['weights']}`" if source.get("weights") else ""),
              *([f"- **Weights sha256**: `{source['sha256']}`"] if source.get("sha256") else []),
              f"- **File**: {path.stat().st_size / 1e6:.1f} MB, sha256 `{file_sha256(path)}`",

