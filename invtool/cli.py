@@ -76,10 +76,10 @@ def optimizer_options(api):
 
     params = inspect.signature(api).parameters
     options = [
-        ("optimizer", dict(type=click.Choice(OPTIMIZERS), help="adam, or lbfgs (strong Wolfe line search)"
+        ("optimizer", dict(type=click.Choice(OPTIMIZERS), help="adam, sgd (momentum 0.9) or lbfgs (strong Wolfe line search)"
                            " [default: the command's, see its Python API]")),
         ("steps", dict(type=click.IntRange(1), help="Forward+backward passes, over all scales.")),
-        ("lr", dict(type=float, help="Learning rate (adam, pixel units) or initial step (lbfgs).")),
+        ("lr", dict(type=float, help="Learning rate (adam, sgd) or initial step (lbfgs).")),
         ("lr_schedule", dict(type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule over each scale.")),
         ("tol", dict(type=float, help="Stop a scale when the loss improves by less than this fraction over 20 steps.")),
         ("scales", dict(type=click.IntRange(1), help="Coarse-to-fine: optimise at 1/2^(K-1) size first, then double.")),
@@ -243,7 +243,7 @@ def visualize_command(output, report, quiet, model, preprocess, pool, device, ob
 
 # --- invert --------------------------------------------------------------------------------------
 
-from .inversion import INITS, compare_layers, invert as invert_api, metrics_table  # noqa: E402
+from .inversion import INITS, PARAMS as INVERT_PARAMS, compare_layers, invert as invert_api, metrics_table  # noqa: E402
 
 _INV = inspect.signature(invert_api).parameters
 
@@ -269,6 +269,8 @@ _INV = inspect.signature(invert_api).parameters
               help="Random shift of up to this many pixels at each step (with --optimizer adam).")
 @click.option("--init", type=click.Choice(INITS), default=_INV["init"].default, show_default=True,
               help="Starting image: uniform noise, flat gray, or smooth random colours.")
+@click.option("--param", type=click.Choice(INVERT_PARAMS), default=_INV["param"].default, show_default=True,
+              help="What is optimised: a Laplacian pyramid (regions get their colour right) or the pixels.")
 @optimizer_options(invert_api)
 def invert_command(image, output, report, quiet, model, preprocess, pool, device, layers, compare, **options):
     """Reconstruct IMAGE from its features at a layer (Mahendran & Vedaldi): what does the layer still know?

@@ -1,4 +1,4 @@
-"""The one optimisation loop every command uses: an image moved by Adam or L-BFGS to minimise an Objective.
+"""The one optimisation loop every command uses: an image moved by Adam, SGD or L-BFGS to minimise an Objective.
 
 No file I/O here: `optimize` returns a `Result` (best image, histories, timings, snapshots) and the
 command writes it. The unit of work is one *step* = one forward and backward pass through the model, for
@@ -42,7 +42,8 @@ from .objectives import Objective
 from .param import Param, pixel, resize_image
 from .transforms import Transform
 
-OPTIMIZERS = ("adam", "lbfgs")
+OPTIMIZERS = ("adam", "sgd", "lbfgs")
+MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
 LR_SCHEDULES = ("constant", "step", "cosine")
 LBFGS_HISTORY = 50   # curvature pairs L-BFGS keeps
 
@@ -93,8 +94,9 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         objective: what to minimise (negate it to maximise).
         init: a starting image `[N, 3, H, W]` in [0, 1] (optimised as pixels) or a Param; its size is
             the output size.
-        optimizer: "adam", or "lbfgs" (strong Wolfe line search; best for smooth deterministic losses).
-        lr: Adam's learning rate in pixel units, or L-BFGS's initial step length (1 is its usual value).
+        optimizer: "adam", "sgd" (with momentum 0.9, Mahendran & Vedaldi's), or "lbfgs" (strong Wolfe line
+            search; best for smooth deterministic losses).
+        lr: Adam's or SGD's learning rate, or L-BFGS's initial step length (1 is its usual value).
         steps: the budget of forward+backward passes, split evenly over the scales.
         lr_schedule: "constant", "step" (x0.1 at 50% and 75% of each scale), "cosine", or a function of
             the fraction of the scale done returning the lr factor.
@@ -129,10 +131,10 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     budgets[-1] += steps - sum(budgets)
 
     generator = torch.Generator().manual_seed(seed)
-    # what the transforms draw from: `generator` itself for Adam (new draws each step); for L-BFGS a
+    # what the transforms draw from: `generator` itself for Adam and SGD (new draws each step); for L-BFGS a
     # generator re-seeded from it at each call and rewound at each evaluation, so that all evaluations
     # of one call (its line searches) see the same transform and so one deterministic function
-    draws, frozen = (generator, None) if optimizer == "adam" else (torch.Generator(), None)
+    draws, frozen = (generator, None) if optimizer != "lbfgs" else (torch.Generator(), None)
     stop = threading.Event()        # set by SIGINT/SIGTERM
     asked = []                      # the callback asked to stop
     history: list[torch.Tensor] = []   # per step: [total, *terms], on the device until synced
@@ -199,7 +201,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
 
             try:
                 while done < budget:
-                    if optimizer == "adam":
+                    if optimizer != "lbfgs":
                         factor = _lr_factor(lr_schedule, done / budget)
                         opt.param_groups[0]["lr"] = base_lr * factor
                         closure()
@@ -209,7 +211,10 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                             draws.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
                             opt.state.clear()   # a new function: start the curvature memory afresh
                             frozen = draws.get_state()
+                        before = best_loss
                         opt.step(closure)
+                        if before is not None and not bool(best_loss < before):
+                            opt.state.clear()   # stalled (a failed line search at a kink): restart the memory
                     if len(history) - len(host) >= window or done >= budget:
                         reason = sync()
                         if reason or (tol > 0 and _converged(host, scale_starts[-1], window, tol)):
@@ -332,6 +337,8 @@ def _upsample(x: torch.Tensor, h: int, w: int, wrap: bool) -> torch.Tensor:
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
     # 20 iterations per call; the closure ends the call when the budget is spent. Tolerances off: the
     # engine's own early stop decides, whatever the loss scale.
     return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=LBFGS_HISTORY,
