@@ -128,3 +128,16 @@ def alpha_norm(x: torch.Tensor, alpha: float = 6.0, scale: float = 1.0) -> torch
         tensor(3.)
     """
     return (x / scale).abs().pow(alpha).sum() / (x.shape[0] * x.shape[-2] * x.shape[-1])
+
+
+def range_penalty(x: torch.Tensor, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """How far images `[N, C, H, W]` leave [low, high]: (1/(N·H·W)) Σ (distance outside)², 0 inside.
+
+    A soft box for parameterisations that are not clamped (`param.pyramid`).
+
+    Example:
+        >>> range_penalty(torch.tensor([[[[-0.5, 0.5, 2.0]]]]))   # (0.25 + 0 + 1) over 3 pixels
+        tensor(0.4167)
+    """
+    outside = F.relu(low - x) + F.relu(x - high)
+    return outside.square().sum() / (x.shape[0] * x.shape[-2] * x.shape[-1])

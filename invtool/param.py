@@ -46,6 +46,40 @@ def pixel(init: torch.Tensor) -> Param:
     return Param([x], lambda: x, project, resize)
 
 
+def pyramid(init: torch.Tensor, levels: int = 5) -> Param:
+    """The image as a sum of `levels` images at 1, 1/2, 1/4, … of its size, upsampled (a Laplacian pyramid).
+
+    A coarse level moves a whole patch in one coordinate, so smooth, large-scale changes (the colour and
+    shading of regions) are as easy for the optimiser as pixel-level ones; with pixels alone they take
+    many small coordinated steps, and feature inversion settles with regions in the wrong colour.
+    The image is not clamped: a clamp would undo the coarse levels' moves at saturated pixels and break
+    L-BFGS's line search, so the objective keeps it in [0, 1] (`losses.range_penalty`) and the caller
+    clamps the result.
+
+    Args:
+        init: the starting image `[N, 3, H, W]` in [0, 1] (held by the full-size level; the others start at 0).
+        levels: pyramid levels, the coarsest at 1/2^(levels-1) of the size (fewer if the image is too small).
+
+    Example:
+        >>> params, image_fn = pyramid(torch.full((1, 3, 128, 128), 0.5))
+        >>> [p.shape[-1] for p in params], image_fn().shape[-1]
+        ([128, 64, 32, 16, 8], 128)
+    """
+    n, c, h, w = init.shape
+    sizes = [(h >> k, w >> k) for k in range(levels) if min(h >> k, w >> k) >= 1]
+    fine = init.detach().clone().clamp_(0, 1).requires_grad_(True)
+    coarse = [init.new_zeros(n, c, sh, sw, requires_grad=True) for sh, sw in sizes[1:]]
+
+    def image_fn():
+        return fine + sum(F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False) for p in coarse)
+
+    def resize(new_h: int, new_w: int) -> Param:
+        with torch.no_grad():
+            return pyramid(resize_image(image_fn(), new_h, new_w), levels)
+
+    return Param([fine, *coarse], image_fn, None, resize)
+
+
 # The square root of ImageNet's RGB covariance (from lucid): colours are optimised in its decorrelated
 # basis, each column scaled so the largest has unit norm.
 _COLOR_SQRT_COV = torch.tensor([[0.26, 0.09, 0.02],
