@@ -253,7 +253,7 @@ _INV = inspect.signature(invert_api).parameters
 @output_options
 @model_options
 @click.option("--layer", "layers", multiple=True, default=[_INV["layers"].default], show_default=True,
-              help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat for several (--layer conv3_1 --layer fc6:0.5).")
+              help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat for several (--layer conv3_1 --layer conv5_1:0.5).")
 @click.option("--compare", default=None,
               help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet and table.")
 @click.option("--size", default=str(_INV["size"].default), show_default=True, type=SIDE_OR_SIZE,
@@ -277,7 +277,7 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
 
     \b
       invtool invert photo.jpg --layer conv3_1 -o conv3_1.png --report
-      invtool invert photo.jpg --layer conv3_1 --layer fc6:0.5 -o mix.png
+      invtool invert photo.jpg --layer conv3_1 --layer fc6:0.5 --model vgg16-with-classifier.onnx -o mix.png
       invtool invert photo.jpg --compare conv1_1,conv2_1,conv3_1,conv4_1,conv5_1 --size 128 -o compare.png
     """
     from .record import check_output

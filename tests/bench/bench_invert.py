@@ -8,7 +8,7 @@ INVTOOL_VGG16_FC names a VGG16 exported with its classifier, the first run build
 and a seeded random fc6..fc8, ~550 MB) and later runs reuse it. Its rows are starred: a random fc6 shows that
 inversion through a fully connected layer runs, not what a trained one keeps. fc6 needs a 224x224 input, so
 invert resizes the 128x128 source to 224x224 (the record notes it), PSNR / SSIM are against that, and its 400
-steps all run at 224x224 (the half-size scale is under fc6's fixed input): ~15 min per image on 2 shared cores.
+steps run at 224x224: ~15 min per image on 2 shared cores.
 
     python tests/bench/bench_invert.py                    # everything (slow on CPU: ~30 runs of 400 steps)
     python tests/bench/bench_invert.py chelsea vgg16      # one image, one model
