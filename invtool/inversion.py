@@ -67,8 +67,8 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
         param: "pyramid" (a Laplacian pyramid, kept in [0, 1] by a range prior) or "pixel" (clamped pixels).
         optimizer, lr, lr_schedule, steps, tol, scales, seed, save_every, progress, callback: passed to
             `optimize`; lr defaults to 1 for L-BFGS, 0.05 for Adam and 0.3 for SGD (momentum 0.9; with
-            `--lr-schedule step` it is Mahendran & Vedaldi's schedule). With pixels,
-            `scales` > 1 takes each coarse scale's target from the original resized.
+            `--lr-schedule step` it is Mahendran & Vedaldi's schedule). With `scales` > 1
+            each coarse scale's target comes from the original resized.
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "image", "callback", "progress")}
     options.update(image=str(image) if isinstance(image, (str, Path)) else "tensor",
