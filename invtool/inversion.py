@@ -29,7 +29,7 @@ from .metrics import reconstruction_metrics
 from .model import FeatureModel, load_model
 from .objectives import Objective
 from .optimize import optimize, require_size
-from .param import pixel, pyramid, resize_image
+from .param import pyramid, resize_image
 from .record import Run, build_record
 from .transforms import jitter as jitter_transform
 
@@ -103,15 +103,14 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
     objective = inversion_objective(model, src, weights, alpha=alpha, alpha_weight=alpha_weight,
                                     tv_beta=tv_beta, tv_weight=tv_weight)
     start = initial_image(init, src.shape, seed)
-    if param == "pyramid":
+    if param == "pyramid":   # unclamped: a range prior keeps it in [0, 1]
         objective = objective + RANGE_WEIGHT * Objective(lambda f, x: losses.range_penalty(x), name="range")
-    result = optimize(model, objective, pyramid(start, PYRAMID_LEVELS) if param == "pyramid" else pixel(start),
-                      optimizer=optimizer,
+        start = pyramid(start, PYRAMID_LEVELS)
+    result = optimize(model, objective, start, optimizer=optimizer,
                       lr=DEFAULT_LR.get(optimizer, 1.0) if lr is None else lr, steps=steps,
                       lr_schedule=lr_schedule, tol=tol, scales=scales,
                       transforms=jitter_transform(jitter) if jitter else None, callback=callback,
                       save_every=save_every, seed=seed, progress=progress)
-    result.image = result.image.clamp(0, 1)
     metrics = reconstruction_metrics(model, src, result.image, names)
     record = build_record("invert", options, result, model=model, layers=names, metrics=metrics, notes=notes)
     record["layer_weights"] = weights

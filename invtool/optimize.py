@@ -235,7 +235,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                              f"the loss improved by less than {tol:g} over {window} steps")
     bar.close()
     wall = time.perf_counter() - start
-    image = best_img.cpu() if best_img is not None else param.image_fn().detach().cpu()
+    # clamped: an unclamped parameterisation (param.pyramid) may end slightly outside [0, 1]
+    image = (best_img if best_img is not None else param.image_fn().detach()).clamp(0, 1).cpu()
     if image.shape[-2:] != (h, w):   # ended in a coarse scale: still return the requested size
         image = resize_image(image, h, w)
         notes.append(f"ended at scale {len(scale_starts)} of {len(sizes)}; the image was upsampled")

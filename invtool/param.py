@@ -1,8 +1,8 @@
 """Image parameterisations: what the optimiser actually moves, and how that becomes an image.
 
 A `Param` holds the tensors to optimise (`params`) and `image_fn()`, which maps them to the image the
-model sees: `[N, 3, H, W]`, RGB in [0, 1]. `project` (optional) is applied before each evaluation (so
-after each step), and `resize` (optional) gives the same image as a new Param of another size, which is
+model sees: `[N, 3, H, W]`, RGB in [0, 1] (`pyramid`: kept there by a prior, see it). `project`
+(optional) is applied before each evaluation (so after each step), and `resize` (optional) gives the same image as a new Param of another size, which is
 what lets the engine run coarse to fine. Unpacks as `params, image_fn = param` (lucent style).
 
 Example:
@@ -53,8 +53,8 @@ def pyramid(init: torch.Tensor, levels: int = 5) -> Param:
     shading of regions) are as easy for the optimiser as pixel-level ones; with pixels alone they take
     many small coordinated steps, and feature inversion settles with regions in the wrong colour.
     The image is not clamped: a clamp would undo the coarse levels' moves at saturated pixels and break
-    L-BFGS's line search, so the objective keeps it in [0, 1] (`losses.range_penalty`) and the caller
-    clamps the result.
+    L-BFGS's line search, so the objective keeps it in [0, 1] (`losses.range_penalty`) and `optimize`
+    clamps the image it returns.
 
     Args:
         init: the starting image `[N, 3, H, W]` in [0, 1] (held by the full-size level; the others start at 0).
