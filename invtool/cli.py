@@ -267,8 +267,9 @@ _INV = inspect.signature(invert_api).parameters
               help="Weight of the total-variation prior (0: off).")
 @click.option("--jitter", type=click.IntRange(0), default=_INV["jitter"].default, show_default=True,
               help="Random shift of up to this many pixels at each step (with --optimizer adam).")
-@click.option("--init", type=click.Choice(INITS), default=_INV["init"].default, show_default=True,
-              help="Starting image: uniform noise, flat gray, or smooth random colours.")
+@click.option("--init", default=_INV["init"].default, show_default=True,
+              help=f"Starting image: {'|'.join(INITS)} (uniform noise, flat gray, smooth random colours) or an "
+                   "image file, e.g. an earlier result to go on from.")
 @click.option("--param", type=click.Choice(INVERT_PARAMS), default=_INV["param"].default, show_default=True,
               help="What is optimised: a Laplacian pyramid (regions get their colour right) or the pixels.")
 @optimizer_options(invert_api)

@@ -63,7 +63,8 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
         alpha, alpha_weight: exponent and weight of the α-norm prior on the centred image.
         tv_beta, tv_weight: exponent and weight of the total-variation prior.
         jitter: shift the image by up to this many pixels each step (suits Adam; makes L-BFGS noisy).
-        init: "noise" (uniform), "gray" (0.5 everywhere) or "blur" (smooth random colours).
+        init: "noise" (uniform), "gray" (0.5 everywhere), "blur" (smooth random colours), or a starting
+            image (a file or a `[1, 3, H, W]` tensor, resized to fit): to go on from an earlier result.
         param: "pyramid" (a Laplacian pyramid, kept in [0, 1] by a range prior) or "pixel" (clamped pixels).
         optimizer, lr, lr_schedule, steps, tol, scales, seed, save_every, progress, callback: passed to
             `optimize`; lr defaults to 1 for L-BFGS, 0.05 for Adam and 0.3 for SGD (momentum 0.9; with
@@ -72,10 +73,11 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "image", "callback", "progress")}
     options.update(image=str(image) if isinstance(image, (str, Path)) else "tensor",
+                   init=str(init) if isinstance(init, (str, Path)) else "tensor",
                    model=str(model.path if isinstance(model, FeatureModel) else model))
     check_priors(alpha, alpha_weight, tv_beta, tv_weight)
-    if init not in INITS:
-        raise InvtoolError(f"unknown init {init!r}; use one of {', '.join(INITS)}")
+    if isinstance(init, (str, Path)) and init not in INITS and not Path(init).is_file():
+        raise InvtoolError(f"unknown init {str(init)!r}: not one of {', '.join(INITS)} nor an image file")
     if param not in PARAMS:
         raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
     if jitter < 0:
@@ -191,10 +193,16 @@ def check_priors(alpha: float, alpha_weight: float, tv_beta: float, tv_weight: f
         raise InvtoolError(f"--tv-beta {tv_beta:g} is out of range; give an exponent in (0, 4] (1 or 2 are usual)")
 
 
-def initial_image(init: str, shape, seed: int = 0) -> torch.Tensor:
-    """The starting image `[1, 3, H, W]`: uniform noise, flat gray, or noise blurred to 1/8 of the size."""
+def initial_image(init, shape, seed: int = 0) -> torch.Tensor:
+    """The starting image `[1, 3, H, W]`: uniform noise, flat gray, noise blurred to 1/8 of the size, or
+    a given image (a file or a tensor) resized to the shape."""
     generator = torch.Generator().manual_seed(seed)
     n, c, h, w = shape
+    if isinstance(init, torch.Tensor) or init not in INITS:
+        start = init.detach().float().cpu() if isinstance(init, torch.Tensor) else read_image(init)[0]
+        if start.ndim != 4 or start.shape[:2] != (1, 3) or not torch.isfinite(start).all():
+            raise InvtoolError("the starting image must be a finite [1, 3, H, W] RGB tensor in [0, 1]")
+        return resize_image(start.clamp(0, 1), h, w).expand(n, c, h, w).clone()
     if init == "gray":
         return torch.full((n, c, h, w), 0.5)
     if init == "blur":

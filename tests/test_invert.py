@@ -116,6 +116,19 @@ def test_conv1_1_reconstructs_the_image(vgg16, chelsea, tmp_path):
     assert json.loads(paths[1].read_text())["metrics"] == json.loads(json.dumps(m))
 
 
+def test_init_from_an_earlier_result_goes_on_from_it(vgg16, chelsea, tmp_path):
+    first = invert(chelsea, model=vgg16, layers="conv2_1", size=None, steps=20, progress=False)
+    path = first.save(tmp_path / "first.png")[0]
+    again = invert(chelsea, model=vgg16, layers="conv2_1", size=None, steps=20, init=path, progress=False)
+    loss, before = again.record["history"]["loss"], first.record["history"]["loss"]
+    assert loss[0] < 1.1 * min(before) < 0.5 * before[0]   # starts where the first run ended (8-bit PNG aside)
+    assert min(loss) < min(before)
+    assert again.record["options"]["init"] == str(path)
+    start = torch.rand(1, 3, 16, 16)   # a tensor is resized to the image
+    assert invert(chelsea, model=vgg16, layers="conv1_1", size=None, steps=1, init=start,
+                  progress=False).record["options"]["init"] == "tensor"
+
+
 def high_frequency_energy(x: torch.Tensor) -> float:
     """Mean squared Laplacian: what a smoother image has less of."""
     lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
@@ -257,4 +270,8 @@ def test_cli_compare_and_errors(tmp_path):
     bad = runner.invoke(main, ["invert", str(CHELSEA), "--layer", "fc6", "--model", str(VGG16_ONNX),
                                "-o", str(tmp_path / "x.png")])
     assert bad.exit_code == 1 and bad.output.startswith("error: ") and "Traceback" not in bad.output
+    assert not (tmp_path / "x.png").exists()
+    bad = runner.invoke(main, ["invert", str(CHELSEA), "--init", "zeros", "--model", str(VGG16_ONNX),
+                               "-o", str(tmp_path / "x.png")])
+    assert bad.exit_code == 1 and "unknown init 'zeros'" in bad.output and "image file" in bad.output
     assert not (tmp_path / "x.png").exists()
