@@ -270,6 +270,8 @@ _INV = inspect.signature(invert_api).parameters
 @click.option("--init", default=_INV["init"].default, show_default=True,
               help=f"Starting image: {'|'.join(INITS)} (uniform noise, flat gray, smooth random colours) or an "
                    "image file, e.g. an earlier result to go on from.")
+@click.option("--restarts", type=click.IntRange(1), default=_INV["restarts"].default, show_default=True,
+              help="Runs from different starts, then one from their average ((N+1) x --steps; 1: one run).")
 @click.option("--param", type=click.Choice(INVERT_PARAMS), default=_INV["param"].default, show_default=True,
               help="What is optimised: a Laplacian pyramid (regions get their colour right) or the pixels.")
 @optimizer_options(invert_api)

@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -246,6 +246,28 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                   steps_per_sec=len(host) / wall if wall > 0 else 0.0, sizes=sizes, scale_starts=scale_starts,
                   snapshots=snapshots, interrupted=interrupted, stopped_early=stopped_early, stop_reason=reason,
                   notes=notes, device=str(device))
+
+
+def chain(results: list[Result]) -> Result:
+    """One Result for consecutive runs (restarts, then a run from their average): the last run's image,
+    loss and ending (interrupted: the best image of any run); histories, snapshots and times end to end,
+    each run's stages marked as scales."""
+    last, offsets = results[-1], [0]
+    if last.interrupted:
+        best = min((r for r in results if math.isfinite(r.loss)), key=lambda r: r.loss, default=last)
+        last = replace(last, image=best.image, loss=best.loss)
+    for r in results[:-1]:
+        offsets.append(offsets[-1] + r.steps)
+    steps, wall = offsets[-1] + last.steps, sum(r.wall_time for r in results)
+    return replace(
+        last, steps=steps, wall_time=wall, steps_per_sec=steps / wall if wall > 0 else 0.0,
+        history=[v for r in results for v in r.history],
+        term_history={k: [v for r in results for v in r.term_history[k]] for k in last.term_history},
+        sizes=[s for r in results for s in r.sizes],
+        scale_starts=[o + s for o, r in zip(offsets, results) for s in r.scale_starts],
+        snapshots=[(o + step, img) for o, r in zip(offsets, results) for step, img in r.snapshots],
+        stopped_early=any(r.stopped_early for r in results),
+        notes=list(dict.fromkeys(n for r in results for n in r.notes)))
 
 
 def require_size(model, layers, h: int, w: int, what: str = "the image") -> None:

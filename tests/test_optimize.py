@@ -7,7 +7,7 @@ import torch
 
 from invtool import InvtoolError, losses
 from invtool.objectives import Objective
-from invtool.optimize import check_memory, estimate_memory, optimize
+from invtool.optimize import chain, check_memory, estimate_memory, optimize
 
 LAYERS = ["conv1_1", "pool1"]
 SGD_LR = 1e-7   # plain gradient steps: this Gram loss is ~1e8, its gradients are large in pixel units
@@ -116,6 +116,24 @@ def test_sigint_interrupts_cleanly(model):
     assert res.interrupted and res.stop_reason == "interrupted" and res.steps == 3
     assert res.image.shape == (1, 3, 32, 32)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+
+
+def test_chain_joins_runs_and_an_interrupted_chain_keeps_the_best_image(model):
+    obj = gram_objective(model, stripes())
+    first = optimize(model, obj, noise(1), steps=12, scales=2, progress=False, save_every=6)
+
+    def send_sigint(step):
+        if step.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    second = optimize(model, obj, noise(2), steps=50, callback=send_sigint, progress=False)
+    both = chain([first, second])
+    assert both.steps == 14 and both.history == first.history + second.history
+    assert both.scale_starts == [0, 6, 12] and both.sizes == first.sizes + second.sizes
+    assert [s for s, _ in both.snapshots] == [6, 12]
+    assert both.interrupted and second.loss > first.loss   # stopped after 2 steps from noise: worse than 12
+    assert torch.equal(both.image, first.image) and both.loss == first.loss
+    assert not chain([second, first]).interrupted and chain([second, first]).image is first.image
 
 
 def test_callback_can_stop(model):
