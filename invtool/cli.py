@@ -253,7 +253,8 @@ _INV = inspect.signature(invert_api).parameters
 @output_options
 @model_options
 @click.option("--layer", "layers", multiple=True, default=[_INV["layers"].default], show_default=True,
-              help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat for several (--layer conv3_1 --layer conv5_1:0.5).")
+              help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat or comma-list for several "
+                   "(--layer conv3_1 --layer conv5_1:0.5).")
 @click.option("--compare", default=None,
               help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet and table.")
 @click.option("--size", default=str(_INV["size"].default), show_default=True, type=SIDE_OR_SIZE,
@@ -291,7 +292,7 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
         run = compare_layers(image, layers=_names(compare), **kwargs)
         runs = run.record["runs"]
     else:
-        run = invert_api(image, layers=list(layers), **kwargs)
+        run = invert_api(image, layers=",".join(layers), **kwargs)
         runs = [run.record]
     click.echo(metrics_table(runs))
     if any(r["stop_reason"].startswith("non-finite") for r in runs):

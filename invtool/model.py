@@ -59,6 +59,10 @@ class FeatureModel:
         """Every addressable tensor (node outputs that depend on the image), in graph order."""
         return list(self._producer)
 
+    def __contains__(self, name: str) -> bool:
+        """Whether `name` is an alias or an addressable tensor of this model."""
+        return name in self._producer or self.aliases.get(name) in self._producer
+
     def resolve(self, name: str) -> str:
         """The ONNX tensor name behind an alias or tensor name; an unknown name lists close matches."""
         if name in self._producer:

@@ -96,6 +96,46 @@ class Objective:
         return " + ".join(f"{w:g}*{name}" for w, name, _ in self.parts)
 
 
+MAX_WEIGHT = 1e4   # past this a term drowns all others: surely a typo
+
+
+def layer_weights(spec, what: str = "", default: float | None = 1.0, known=None) -> list[tuple[str, float]]:
+    """(name, weight) pairs, in order, from the ways commands and notebooks name weighted layers.
+
+    Args:
+        spec: "conv1_1:1,conv2_1:0.8", a list of "name[:weight]" strings or (name, weight) pairs, or a
+            {name: weight} dict. Names are not checked against a model here; repeats are kept.
+        what: the kind of layer, for error messages ("style", "content"; "" for plain layers).
+        default: the weight of a name given without one; None for 1/L, L the number of names.
+        known: `name in known` for a model's names; a known name is never split at a colon, so a tf2onnx
+            tensor such as "model/conv1/Relu:0" is a name, not "model/conv1/Relu" weighted 0.
+
+    Example:
+        >>> layer_weights("conv3_1,fc6:0.5")
+        [('conv3_1', 1.0), ('fc6', 0.5)]
+    """
+    kind = f"{what} layer" if what else "layer"
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        parts = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else list(spec)
+        items = [p if not isinstance(p, str) else (p, None) if ":" not in p or (known is not None and p in known)
+                 else tuple(p.rsplit(":", 1)) for p in parts]
+    if not items or any(not str(name).strip() for name, _ in items):
+        raise InvtoolError(f"no {kind}s in {spec!r}; give names like conv1_1, or conv1_1:0.5,conv2_1")
+    pairs = []
+    for name, w in items:
+        try:
+            w = (1.0 / len(items) if default is None else default) if w is None else float(w)
+        except (TypeError, ValueError):
+            raise InvtoolError(f"bad weight {w!r} for {kind} {name}; write {name}:0.5") from None
+        if not (0 < w <= MAX_WEIGHT):
+            raise InvtoolError(f"weight {w:g} for {kind} {name} is out of range; give a number in "
+                               f"(0, {MAX_WEIGHT:g}]")
+        pairs.append((str(name), w))
+    return pairs
+
+
 # --- feature visualisation: quantities to maximise (the engine minimises, so optimise their negation) ---
 
 def channel(layer: str, index: int, tensor: str | None = None) -> Objective:

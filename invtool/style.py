@@ -22,7 +22,7 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
 from .model import FeatureModel, load_model
-from .objectives import Objective
+from .objectives import Objective, layer_weights
 from .optimize import optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
@@ -209,22 +209,10 @@ def initial_image(spec: str, content: torch.Tensor, styles: list[torch.Tensor], 
 
 def parse_layers(spec, what: str = "style") -> dict[str, float]:
     """{layer: weight} from "conv1_1:1,conv2_1:0.8", a list of names or a dict; unweighted layers get 1/L."""
-    if isinstance(spec, dict):
-        items = [(str(k), v) for k, v in spec.items()]
-    else:
-        names = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else [str(p) for p in spec]
-        items = [tuple(p.rsplit(":", 1)) if ":" in p else (p, None) for p in names]
-    if not items or any(not name for name, _ in items):
-        raise InvtoolError(f"no {what} layers in {spec!r}; give names like conv1_1 or conv1_1:0.5,conv2_1")
-    out = {}
-    for name, wt in items:
-        try:
-            out[name] = 1.0 / len(items) if wt is None else float(wt)
-        except ValueError:
-            raise InvtoolError(f"bad weight {wt!r} for {what} layer {name}; write {name}:0.5") from None
-    if len(out) != len(items):
+    pairs = layer_weights(spec, what, default=None)
+    if len(dict(pairs)) != len(pairs):
         raise InvtoolError(f"a {what} layer is listed twice in {spec!r}")
-    return out
+    return dict(pairs)
 
 
 def blend_weights(blend, n: int) -> list[float]:

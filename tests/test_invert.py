@@ -215,12 +215,31 @@ def test_fc_layer_on_a_conv_only_model_names_the_problem(vgg16, chelsea):
         invert(chelsea, model=vgg16, layers="fc6", steps=1, progress=False)
 
 
+def test_layer_specs_give_weights_and_repeats_add_up(vgg16):
+    assert parse_layers(vgg16, "conv3_1,conv1_1:0.5") == {"conv3_1": 1.0, "conv1_1": 0.5}
+    assert parse_layers(vgg16, ["conv3_1", "conv1_1:0.5", "conv3_1:2"]) == {"conv3_1": 3.0, "conv1_1": 0.5}
+    assert parse_layers(vgg16, {"pool2": 0.25}) == {"pool2": 0.25}
+
+
+def test_a_tensor_name_with_a_colon_is_a_name_not_a_weight():
+    from onnx import helper
+
+    from invtool.model import FeatureModel
+    from oracle import make_model, rand
+
+    node = helper.make_node("Relu", ["image"], ["model/conv1/Relu:0"])
+    model = FeatureModel(make_model([node], {"image": rand(1, 3, 8, 8)}, ["model/conv1/Relu:0"], 13), device="cpu")
+    assert parse_layers(model, "model/conv1/Relu:0") == {"model/conv1/Relu:0": 1.0}
+    assert parse_layers(model, "model/conv1/Relu:0:0.5") == {"model/conv1/Relu:0": 0.5}
+
+
 @pytest.mark.parametrize("layers, message", [
     ("conv9_9", "unknown layer 'conv9_9'"),
     ("conv1_1:-1", "out of range"),
     ("conv1_1:1e9", "out of range"),
-    ("conv1_1:abc", "bad layer weight"),
-    ([], "no layer to invert"),
+    ("conv1_1:abc", "bad weight"),
+    ([], "no layers in"),
+    ("conv1_1,", "no layers in"),
 ])
 def test_bad_layers(vgg16, layers, message):
     with pytest.raises(InvtoolError, match=message):
