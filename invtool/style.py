@@ -82,11 +82,12 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     if style_scale <= 0:
         raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
     blend = blend_weights(style_blend, len(styles))
-    content_w, style_w = parse_layers(content_layers, "content"), parse_layers(style_layers, "style")
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
     options.update(style_weight=style_weight, style_blend=blend)
 
     model = _with_pool(model, pool, preprocess, device)
+    content_w = parse_layers(content_layers, "content", known=model)
+    style_w = parse_layers(style_layers, "style", known=model)
     for name in [*content_w, *style_w]:
         model.resolve(name)
     layers = list(dict.fromkeys([*content_w, *style_w]))
@@ -207,9 +208,10 @@ def initial_image(spec: str, content: torch.Tensor, styles: list[torch.Tensor], 
                        "(the content's share)")
 
 
-def parse_layers(spec, what: str = "style") -> dict[str, float]:
-    """{layer: weight} from "conv1_1:1,conv2_1:0.8", a list of names or a dict; unweighted layers get 1/L."""
-    pairs = layer_weights(spec, what, default=None)
+def parse_layers(spec, what: str = "style", known=None) -> dict[str, float]:
+    """{layer: weight} from "conv1_1:1,conv2_1:0.8", a list of names or a dict; unweighted layers get 1/L.
+    `known` (a model) keeps its names whole, colons and all (see `objectives.layer_weights`)."""
+    pairs = layer_weights(spec, what, default=None, known=known)
     if len(dict(pairs)) != len(pairs):
         raise InvtoolError(f"a {what} layer is listed twice in {spec!r}")
     return dict(pairs)
