@@ -65,10 +65,8 @@ class FeatureModel:
 
     def resolve(self, name: str) -> str:
         """The ONNX tensor name behind an alias or tensor name; an unknown name lists close matches."""
-        if name in self._producer:
-            return name
-        if name in self.aliases and self.aliases[name] in self._producer:
-            return self.aliases[name]
+        if name in self:
+            return name if name in self._producer else self.aliases[name]
         raise InvtoolError(f"unknown layer {name!r}{close_matches(name, [*self.aliases, *self._producer])}; "
                            f"`invtool layers {self.path or 'MODEL'}` lists them")
 

@@ -114,13 +114,19 @@ def layer_weights(spec, what: str = "", default: float | None = 1.0, known=None)
         >>> layer_weights("conv3_1,fc6:0.5")
         [('conv3_1', 1.0), ('fc6', 0.5)]
     """
+    def split(part):   # "name:weight" -> (name, weight); a bare or known name -> (name, None)
+        if not isinstance(part, str):
+            return part
+        if ":" not in part or (known is not None and part in known):
+            return part, None
+        return tuple(part.rsplit(":", 1))
+
     kind = f"{what} layer" if what else "layer"
     if isinstance(spec, dict):
         items = list(spec.items())
     else:
-        parts = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else list(spec)
-        items = [p if not isinstance(p, str) else (p, None) if ":" not in p or (known is not None and p in known)
-                 else tuple(p.rsplit(":", 1)) for p in parts]
+        items = [split(p.strip() if isinstance(p, str) else p)
+                 for p in (spec.split(",") if isinstance(spec, str) else spec)]
     if not items or any(not str(name).strip() for name, _ in items):
         raise InvtoolError(f"no {kind}s in {spec!r}; give names like conv1_1, or conv1_1:0.5,conv2_1")
     pairs = []
