@@ -114,7 +114,8 @@ def test_objective_decreases(vgg16, chelsea):
 
 
 def test_conv1_1_reconstructs_the_image(vgg16, chelsea, tmp_path):
-    run = invert(chelsea, model=vgg16, layers="conv1_1", size=None, steps=40, progress=False)
+    """64x64, the default 4+1 runs of 80 steps: 37-38 dB measured (40 steps gave 25.4-25.7, too near 25)."""
+    run = invert(chelsea, model=vgg16, layers="conv1_1", size=None, steps=80, progress=False)
     m = run.record["metrics"]
     assert m["psnr"] >= 25, m
     assert m["feature_error"]["conv1_1"] < 0.01
