@@ -16,7 +16,9 @@ from invtool.image import read_image
 from invtool.inversion import compare_layers, invert, metrics_table, parse_layers
 from invtool.losses import alpha_norm, range_penalty, tv_loss
 from invtool.metrics import psnr, ssim
+from invtool.model import FeatureModel
 from invtool.param import pyramid
+from oracle import make_model, rand
 
 CHELSEA = ROOT / "examples" / "images" / "chelsea.png"
 needs_vgg16 = pytest.mark.skipif(not VGG16_ONNX.is_file(), reason="models/vgg16.onnx not built (make export-models)")
@@ -93,7 +95,8 @@ def test_pyramid_beats_pixels_on_region_colour(vgg16, chelsea):
     def region_error(run):
         return float((F.avg_pool2d(run.image, 8) - F.avg_pool2d(original, 8)).square().mean().sqrt())
 
-    assert region_error(by_pyramid) < 0.5 * region_error(by_pixels), (region_error(by_pyramid), region_error(by_pixels))
+    pyramid_error, pixel_error = region_error(by_pyramid), region_error(by_pixels)
+    assert pyramid_error < 0.5 * pixel_error, (pyramid_error, pixel_error)
 
 
 def test_metrics_against_hand_values(chelsea):
@@ -231,12 +234,7 @@ def test_layer_specs_give_weights_and_repeats_add_up(vgg16):
 
 
 def test_a_tensor_name_with_a_colon_is_a_name_not_a_weight():
-    from onnx import helper
-
-    from invtool.model import FeatureModel
-    from oracle import make_model, rand
-
-    node = helper.make_node("Relu", ["image"], ["model/conv1/Relu:0"])
+    node = onnx.helper.make_node("Relu", ["image"], ["model/conv1/Relu:0"])
     model = FeatureModel(make_model([node], {"image": rand(1, 3, 8, 8)}, ["model/conv1/Relu:0"], 13), device="cpu")
     assert parse_layers(model, "model/conv1/Relu:0") == {"model/conv1/Relu:0": 1.0}
     assert parse_layers(model, "model/conv1/Relu:0:0.5") == {"model/conv1/Relu:0": 0.5}
