@@ -277,8 +277,8 @@ _INV = inspect.signature(invert_api).parameters
               help="Then runs from the image before plus noise; the result is their mean (0: none).")
 @click.option("--sample-steps", type=click.IntRange(1), default=_INV["sample_steps"].default, show_default=True,
               help="Steps of each sample run (at most --steps).")
-@click.option("--sample-noise", type=float, default=_INV["sample_noise"].default, show_default=True,
-              help="σ of the Gaussian noise added before each sample run.")
+@click.option("--sample-noise", type=float, default=None,
+              help="σ of the Gaussian noise added before each sample run [default: the restarts' spread].")
 @click.option("--param", type=click.Choice(INVERT_PARAMS), default=_INV["param"].default, show_default=True,
               help="What is optimised: a Laplacian pyramid (regions get their colour right) or the pixels.")
 @optimizer_options(invert_api)

@@ -155,21 +155,23 @@ def test_restarts_are_merged_then_samples_averaged(vgg16, chelsea):
     seen = {}
     run = invert(chelsea, model=vgg16, layers="conv2_1", size=(32, 32), steps=8, restarts=3, samples=2, sample_steps=4,
                  progress=False, callback=lambda s: seen.__setitem__(s.step, (float(s.loss), s.image.clone())))
-    assert sorted(seen) == list(range(1, 33)) and run.record["steps"] == 32   # 3 x 8 + 2 x 4, steps numbered on
+    assert sorted(seen) == list(range(1, 41)) and run.record["steps"] == 40   # 3 x 8 + 2 x 4 + 8, numbered on
     loss = run.record["history"]["loss"]
-    assert loss == pytest.approx([seen[k][0] for k in range(1, 33)])
+    assert loss == pytest.approx([seen[k][0] for k in range(1, 41)])
 
     def best(first, last):
         return seen[min(range(first, last + 1), key=lambda k: seen[k][0])][1].clamp(0, 1)
 
     assert len({round(seen[8 * r + 1][0], 6) for r in range(3)}) == 3    # gray, then two different noises
-    merged = merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, torch.cat([best(1, 8), best(9, 16),
-                                                                                      best(17, 24)]))
-    noise = torch.Generator().manual_seed(3)   # seed + restarts
-    assert torch.allclose(seen[25][1], (merged + 0.1 * torch.randn(merged.shape, generator=noise)).clamp(0, 1),
+    runs = torch.cat([best(1, 8), best(9, 16), best(17, 24)])
+    merged = merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, runs)
+    spread = runs.std(0).square().mean().sqrt()   # the noise is as large as the runs disagree
+    noise = torch.Generator().manual_seed(3)      # seed + restarts
+    assert torch.allclose(seen[25][1], (merged + spread * torch.randn(merged.shape, generator=noise)).clamp(0, 1),
                           atol=1e-5)   # the first sample starts from the merge plus noise
-    assert torch.allclose(run.image, (best(25, 28) + best(29, 32)) / 2, atol=1e-6)   # the mean of the samples
-    assert "merged" in " ".join(run.record["notes"]) and "mean of 2 runs" in " ".join(run.record["notes"])
+    assert torch.allclose(seen[33][1], (best(25, 28) + best(29, 32)) / 2, atol=1e-6)   # the last run: their mean
+    assert torch.allclose(run.image, best(33, 40), atol=1e-6)
+    assert "merged" in " ".join(run.record["notes"]) and "8 steps from their mean" in " ".join(run.record["notes"])
 
 
 def test_merged_restarts_beat_one_run_of_the_same_length_on_a_deep_layer(vgg16, chelsea):
@@ -280,6 +282,9 @@ def test_bad_layers(vgg16, layers, message):
     (dict(tv_beta=0.0), "--tv-beta 0"),
     (dict(init="zeros"), "unknown init"),
     (dict(restarts=0), "--restarts 0 is out of range"),
+    (dict(samples=-1), "--samples -1 / --sample-steps 150 are out of range"),
+    (dict(sample_steps=0), "--samples 12 / --sample-steps 0 are out of range"),
+    (dict(sample_noise=float("inf")), "--sample-noise inf is out of range"),
     (dict(size=(8, 8), layers="pool5"), "the image \\(after --size\\) is 8x8"),
 ])
 def test_bad_options(vgg16, chelsea, kwargs, message):
@@ -321,9 +326,9 @@ def test_cli_invert_writes_image_record_and_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "PSNR dB" in result.output and "conv1_1" in result.output
     record = json.loads(out.with_suffix(".json").read_text())
-    # one scale (the pyramid does coarse to fine), 4 restarts, then 12 samples
-    assert record["command"] == "invert" and record["steps"] == 80 and record["sizes"] == [[32, 32]] * 16
-    assert record["scale_starts"] == list(range(0, 80, 5)) and "merged" in " ".join(record["notes"])
+    # one scale (the pyramid does coarse to fine), 4 restarts, 12 samples and a run from their mean
+    assert record["command"] == "invert" and record["steps"] == 85 and record["sizes"] == [[32, 32]] * 17
+    assert record["scale_starts"] == list(range(0, 85, 5)) and "merged" in " ".join(record["notes"])
     assert record["options"]["param"] == "pyramid"
     assert read_image(out)[0].shape == (1, 3, 32, 32)
 
