@@ -154,34 +154,33 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
         results.append(run(start, k, steps))
         if ended(results[-1]):
             break
-    merged = None   # the result when the restarts are merged and no sample follows
+    merged = None
     if not ended(results[-1]):
-        start, sigma = results[-1].image, UNKNOWN_SPREAD if sample_noise is None else sample_noise
+        start, spread = results[-1].image, UNKNOWN_SPREAD
         if restarts > 1:
             runs = torch.cat([r.image for r in results])
             start = merged = merge_by_fit(model, src, weights, runs)
-            sigma = float(runs.std(0).square().mean().sqrt()) if sample_noise is None else sample_noise
+            spread = float(runs.std(0).square().mean().sqrt())
             notes.append(f"{restarts} runs of {steps} steps (seeds {seed}..{seed + restarts - 1}), merged where "
                          f"each matches the features best")
         if samples:
-            merged, noise, drawn = None, torch.Generator().manual_seed(seed + restarts), []
+            sigma = spread if sample_noise is None else sample_noise
+            per_sample, polish = min(steps, sample_steps), min(steps, POLISH_STEPS)
+            noise, drawn = torch.Generator().manual_seed(seed + restarts), []
             for k in range(samples):
                 kicked = (start + sigma * torch.randn(start.shape, generator=noise)).clamp(0, 1)
-                results.append(run(kicked, restarts + k, min(steps, sample_steps)))
+                results.append(run(kicked, restarts + k, per_sample))
                 if ended(results[-1]):
                     break
                 start = results[-1].image
                 drawn.append(start)
             else:   # a mean blurs what each run matched: a short run from it brings the features back
-                results.append(run(torch.cat(drawn).mean(0, keepdim=True), restarts + samples,
-                                   min(steps, POLISH_STEPS)))
-                notes.append(f"then {samples} runs of {min(steps, sample_steps)} steps, each from the one before plus "
-                             f"noise (σ {sigma:.3g}), and {min(steps, POLISH_STEPS)} steps from their mean")
+                results.append(run(torch.cat(drawn).mean(0, keepdim=True), restarts + samples, polish))
+                notes.append(f"then {samples} runs of {per_sample} steps, each from the one before plus noise "
+                             f"(σ {sigma:.3g}), and {polish} steps from their mean")
     result = chain(results)   # interrupted: the best image of any run
-    if merged is not None:
-        with torch.no_grad():
-            x = merged.to(model.device)
-            result = replace(result, image=merged, loss=float(objective(model.features(x, objective.layers), x)))
+    if merged is not None and not samples:   # the merge itself is the result
+        result = replace(result, image=merged, loss=objective.at(model, merged))
     metrics = reconstruction_metrics(model, src, result.image, names)
     record = build_record("invert", options, result, model=model, layers=names, metrics=metrics, notes=notes)
     record["layer_weights"] = weights

@@ -56,6 +56,12 @@ class Objective:
     def __call__(self, features, image) -> torch.Tensor:
         return self.evaluate(features, image)[0]
 
+    def at(self, model, image: torch.Tensor) -> float:
+        """The total at `image`, without gradients: to score an image no optimiser produced."""
+        with torch.no_grad():
+            x = image.to(model.device)
+            return float(self(model.features(x, self.layers), x))
+
     def terms(self, features, image) -> dict[str, float]:
         """Each named term's weighted value as a float, for logging."""
         return {k: float(v) for k, v in self.evaluate(features, image)[1].items()}

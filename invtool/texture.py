@@ -167,10 +167,7 @@ def layer_weighting(model: FeatureModel, layers, spec) -> list[float]:
 def gatys_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor,
                        layers=GATYS_LAYERS) -> float:
     """The evaluator every texture is judged by: Gatys' Gram loss, 1/5 each on conv1_1, pool1..pool4."""
-    with torch.no_grad():
-        weights = [1.0 / len(layers)] * len(layers)
-        objective = texture_objective(model, source, layers, weights)
-        return float(objective(model.features(image.to(model.device), layers), image))
+    return texture_objective(model, source, layers, [1.0 / len(layers)] * len(layers)).at(model, image)
 
 
 def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
