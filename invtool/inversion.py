@@ -12,7 +12,7 @@ from a resized original, which would tell the optimiser more than the layer know
 128x128 (tests/bench/bench_invert.py, one run of 400 L-BFGS steps): conv1_1 / conv2_1 / conv3_1 PSNR
 43.9 / 36.1 / 17.1 dB, against 40.5 / 32.5 / 15.9 for pixels over two scales. By default four such
 runs are merged where each fits the features best, then twelve shorter runs, each from the one before
-plus noise, are averaged and a short run goes on from their mean (`restarts`, `samples`): conv3_1 on
+plus noise, are merged the same way and a short run goes on from their merge (`restarts`, `samples`): conv3_1 on
 chelsea / astronaut / coffee 27.1 / 19.8 / 25.5 dB, against 22.0 / 16.9 / 21.4 for four runs and one from
 their plain average.
 
@@ -51,7 +51,7 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.3}
 MAX_RESTARTS = 64
 MERGE_TEMPERATURE = 0.1   # softmax temperature of `merge_by_fit`, in units of the mean error
 UNKNOWN_SPREAD = 0.1      # the samples' noise σ when a single run leaves the restarts' spread unknown
-POLISH_STEPS = 50         # the last run, from the samples' mean
+POLISH_STEPS = 50         # the last run, from the samples' merge
 
 
 def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1", size=224,
@@ -80,12 +80,12 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
             (`merge_by_fit`). From nothing, single runs stop in poor local minima on deep layers, each
             wrong in different places. 1: one run.
         samples, sample_steps, sample_noise: then `samples` runs of min(`steps`, `sample_steps`) steps,
-            each from the one before (the first: the merge) plus Gaussian noise, and a last run of 50 steps
-            from their mean. The noise shakes the image out of the minimum it sits in, the mean keeps what
-            the runs agree on, and the last run brings back the features the mean blurs. The noise σ is
-            `sample_noise`, by default as much as the restarts disagree (the RMS of their per-pixel standard
-            deviation; 0.1 after a single run): about 0.1 at conv3_1, where runs stop in different minima,
-            and 0.003 at conv1_1, where they all find the image and large noise would only cost detail.
+            each from the one before (the first: the merge) plus Gaussian noise, merged like the restarts, and
+            a last run of 50 steps from that merge. The noise shakes the image out of the minimum it sits in,
+            the merge keeps what each run fits best, and the last run brings back the features merging blurs.
+            The noise σ is `sample_noise` everywhere, by default at each pixel the restarts' standard
+            deviation there (0.1 everywhere after a single run): large where runs stop in different minima,
+            about 0.003 (RMS) at conv1_1, where they all find the image and large noise would only cost detail.
             0 samples: the result is the merge (or the one run). The defaults take 4 x 400 + 12 x 150 + 50
             = 3450 steps; `restarts=1, samples=0` is one run of `steps`.
         optimizer, lr, lr_schedule, steps, tol, scales, seed, save_every, progress, callback: passed to
@@ -160,11 +160,12 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
         if restarts > 1:
             runs = torch.cat([r.image for r in results])
             start = merged = merge_by_fit(model, src, weights, runs)
-            spread = float(runs.std(0).square().mean().sqrt())
+            spread = runs.std(0, keepdim=True)   # noise where the runs disagree, none where they agree
             notes.append(f"{restarts} runs of {steps} steps (seeds {seed}..{seed + restarts - 1}), merged where "
                          f"each matches the features best")
         if samples:
             sigma = spread if sample_noise is None else sample_noise
+            rms = float(torch.as_tensor(sigma).square().mean().sqrt())
             per_sample, polish = min(steps, sample_steps), min(steps, POLISH_STEPS)
             noise, drawn = torch.Generator().manual_seed(seed + restarts), []
             for k in range(samples):
@@ -174,10 +175,10 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
                     break
                 start = results[-1].image
                 drawn.append(start)
-            else:   # a mean blurs what each run matched: a short run from it brings the features back
-                results.append(run(torch.cat(drawn).mean(0, keepdim=True), restarts + samples, polish))
+            else:   # merging blurs what each run matched: a short run from the merge brings the features back
+                results.append(run(merge_by_fit(model, src, weights, torch.cat(drawn)), restarts + samples, polish))
                 notes.append(f"then {samples} runs of {per_sample} steps, each from the one before plus noise "
-                             f"(σ {sigma:.3g}), and {polish} steps from their mean")
+                             f"(RMS σ {rms:.3g}), and {polish} steps from their merge")
     result = chain(results)   # interrupted: the best image of any run
     if merged is not None and not samples:   # the merge itself is the result
         result = replace(result, image=merged, loss=objective.at(model, merged))

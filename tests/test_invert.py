@@ -151,7 +151,7 @@ def test_merge_takes_each_region_from_the_run_that_matches_there(vgg16, chelsea)
     assert psnr(chelsea, merged) > psnr(chelsea, (left + right) / 2) + 6 > halves + 6, (psnr(chelsea, merged), halves)
 
 
-def test_restarts_are_merged_then_samples_averaged(vgg16, chelsea):
+def test_restarts_are_merged_then_samples_drawn_and_merged(vgg16, chelsea):
     seen = {}
     run = invert(chelsea, model=vgg16, layers="conv2_1", size=(32, 32), steps=8, restarts=3, samples=2, sample_steps=4,
                  progress=False, callback=lambda s: seen.__setitem__(s.step, (float(s.loss), s.image.clone())))
@@ -165,13 +165,14 @@ def test_restarts_are_merged_then_samples_averaged(vgg16, chelsea):
     assert len({round(seen[8 * r + 1][0], 6) for r in range(3)}) == 3    # gray, then two different noises
     runs = torch.cat([best(1, 8), best(9, 16), best(17, 24)])
     merged = merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, runs)
-    spread = runs.std(0).square().mean().sqrt()   # the noise is as large as the runs disagree
+    spread = runs.std(0, keepdim=True)   # noise where the runs disagree, as much as they do
     noise = torch.Generator().manual_seed(3)      # seed + restarts
     assert torch.allclose(seen[25][1], (merged + spread * torch.randn(merged.shape, generator=noise)).clamp(0, 1),
                           atol=1e-5)   # the first sample starts from the merge plus noise
-    assert torch.allclose(seen[33][1], (best(25, 28) + best(29, 32)) / 2, atol=1e-6)   # the last run: their mean
+    drawn = torch.cat([best(25, 28), best(29, 32)])   # the last run starts from the samples' merge
+    assert torch.allclose(seen[33][1], merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, drawn), atol=1e-5)
     assert torch.allclose(run.image, best(33, 40), atol=1e-6)
-    assert "merged" in " ".join(run.record["notes"]) and "8 steps from their mean" in " ".join(run.record["notes"])
+    assert "merged" in " ".join(run.record["notes"]) and "8 steps from their merge" in " ".join(run.record["notes"])
 
 
 def test_merged_restarts_beat_one_run_of_the_same_length_on_a_deep_layer(vgg16, chelsea):
@@ -326,7 +327,7 @@ def test_cli_invert_writes_image_record_and_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "PSNR dB" in result.output and "conv1_1" in result.output
     record = json.loads(out.with_suffix(".json").read_text())
-    # one scale (the pyramid does coarse to fine), 4 restarts, 12 samples and a run from their mean
+    # one scale (the pyramid does coarse to fine), 4 restarts, 12 samples and a run from their merge
     assert record["command"] == "invert" and record["steps"] == 85 and record["sizes"] == [[32, 32]] * 17
     assert record["scale_starts"] == list(range(0, 85, 5)) and "merged" in " ".join(record["notes"])
     assert record["options"]["param"] == "pyramid"
