@@ -12,9 +12,9 @@ from a resized original, which would tell the optimiser more than the layer know
 128x128 (tests/bench/bench_invert.py, one run of 400 L-BFGS steps): conv1_1 / conv2_1 / conv3_1 PSNR
 43.9 / 36.1 / 17.1 dB, against 40.5 / 32.5 / 15.9 for pixels over two scales. By default four such
 runs are merged where each fits the features best, then twelve shorter runs, each from the one before
-plus noise, are merged the same way and a short run goes on from their merge (`restarts`, `samples`): conv3_1 on
-chelsea / astronaut / coffee 27.0 / 20.2 / 26.1 dB, against 22.0 / 16.9 / 21.4 for four runs and one from
-their plain average.
+plus noise, are merged the same way and a short run goes on from their merge (`restarts`, `samples`):
+conv3_1 on chelsea / astronaut / coffee 27.0 / 20.2 / 26.1 dB, against 22.0 / 16.9 / 21.4 for four runs
+and one from their plain average.
 
 Example:
     >>> run = invert("examples/images/chelsea.png", layers=["conv3_1", "conv5_1:0.5"], size=128)

@@ -162,15 +162,17 @@ def test_restarts_are_merged_then_samples_drawn_and_merged(vgg16, chelsea):
     def best(first, last):
         return seen[min(range(first, last + 1), key=lambda k: seen[k][0])][1].clamp(0, 1)
 
+    def merge(*images):
+        return merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, torch.cat(images))
+
     assert len({round(seen[8 * r + 1][0], 6) for r in range(3)}) == 3    # gray, then two different noises
-    runs = torch.cat([best(1, 8), best(9, 16), best(17, 24)])
-    merged = merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, runs)
-    spread = runs.std(0, keepdim=True)   # noise where the runs disagree, as much as they do
+    runs = best(1, 8), best(9, 16), best(17, 24)
+    merged = merge(*runs)
+    spread = torch.cat(runs).std(0, keepdim=True)   # noise where the runs disagree, as much as they do
     noise = torch.Generator().manual_seed(3)      # seed + restarts
     assert torch.allclose(seen[25][1], (merged + spread * torch.randn(merged.shape, generator=noise)).clamp(0, 1),
                           atol=1e-5)   # the first sample starts from the merge plus noise
-    drawn = torch.cat([best(25, 28), best(29, 32)])   # the last run starts from the samples' merge
-    assert torch.allclose(seen[33][1], merge_by_fit(vgg16, run.inputs["original"], {"conv2_1": 1.0}, drawn), atol=1e-5)
+    assert torch.allclose(seen[33][1], merge(best(25, 28), best(29, 32)), atol=1e-5)   # then from the samples' merge
     assert torch.allclose(run.image, best(33, 40), atol=1e-6)
     assert "merged" in " ".join(run.record["notes"]) and "8 steps from their merge" in " ".join(run.record["notes"])
 
