@@ -8,9 +8,9 @@ INVTOOL_VGG16_FC names a VGG16 exported with its classifier, the first run build
 and a seeded random fc6..fc8, ~550 MB) and later runs reuse it. Its rows are starred: a random fc6 shows that
 inversion through a fully connected layer runs, not what a trained one keeps. fc6 needs a 224x224 input, so
 invert resizes the 128x128 source to 224x224 (the record notes it), PSNR / SSIM are against that, and its
-2000 steps (the default restarts: 5 runs of 400) run at 224x224: ~9 min per image on 2 cores.
+3450 steps (the defaults: 4 x 400 + 12 x 150 + 50) run at 224x224: ~27 min per image on 2 cores.
 
-    python tests/bench/bench_invert.py                    # everything: 33 inversions of 2000 steps, ~1 h on 2 cores
+    python tests/bench/bench_invert.py                    # everything: 33 inversions of 3450 steps, ~2.7 h on 2 cores
     python tests/bench/bench_invert.py chelsea vgg16      # one image, one model
     INVTOOL_VGG16_FC=path/vgg16-with-classifier.onnx python tests/bench/bench_invert.py
 """
