@@ -461,3 +461,99 @@ def test_torch_exported_net_matches_onnxruntime(opset, tmp_path):
     assert {"ConvTranspose", "InstanceNormalization", "PRelu", "MaxPool", "AveragePool", "Gemm"} <= {
         n.op_type for n in model.graph.node}
     check_model(model, {"image": rand(2, 3, 17, 19)})
+
+
+# --- the builder's contract: constants, attributes, domains, legacy opsets ---------------------------
+def test_constant_of_shape_of_an_activation_keeps_its_value_a_constant():
+    """The value attribute of an unfolded ConstantOfShape is a module constant, not an fx literal
+    (which printed as `torch.Tensor(size=[1], dtype=float32)` and broke the generated code)."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("ConstantOfShape", ["s"], ["c"], value=numpy_helper.from_array(f32(2.5))),
+             helper.make_node("Mul", ["x", "c"], ["y"])]
+    model = make_model(nodes, {"x": X4}, ["c", "y"], 13)
+    check_model(model, {"x": X4})
+    gm = build(model, ["c", "y"])
+    compile(gm.code, "<rebuilt>", "exec")
+    recoded = torch.fx.GraphModule(gm, gm.graph)
+    for module in (gm, recoded):
+        c, y = module(torch.from_numpy(X4))
+        assert_close(c.numpy(), np.full(X4.shape, 2.5, dtype=np.float32))
+        assert_close(y.numpy(), X4 * 2.5)
+
+
+def test_unknown_attribute_is_refused_at_build_naming_op_node_attribute_and_opset(monkeypatch):
+    calls = []
+    monkeypatch.setitem(registry.CONVERTERS[("", "Relu")], 1, lambda x: calls.append(x) or torch.relu(x))
+    node = helper.make_node("Relu", ["x"], ["y"], name="my_relu", slope=0.5)
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(InvtoolError) as err:
+        build(model, ["y"])
+    message = str(err.value)
+    assert all(word in message for word in ("Relu", "my_relu", "slope", "13")) and "\n" not in message
+    assert calls == []
+
+
+def test_too_many_inputs_are_refused_at_build():
+    node = helper.make_node("Relu", ["x", "x"], ["y"], name="two_inputs")
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(InvtoolError, match="Relu node 'two_inputs' .*2 inputs"):
+        build(model, ["y"])
+
+
+def test_custom_domain_op_is_refused_even_when_the_standard_op_exists():
+    node = helper.make_node("Relu", ["x"], ["y"], name="x_relu", domain="com.example")
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]),
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)])
+    with pytest.raises(InvtoolError, match=r"unsupported op com\.example\.Relu \(node 'x_relu'\)") as err:
+        build(model, ["y"])
+    assert "\n" not in str(err.value)
+
+
+def test_ai_onnx_domain_is_the_default_one():
+    """Softmax's meaning changed at 13: the version imported as "ai.onnx" is the one used."""
+    node = helper.make_node("Softmax", ["x"], ["y"], domain="ai.onnx")
+    x = rand(2, 3, 4)
+    for opset in (12, 13):
+        model = helper.make_model(helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, x.shape)]),
+            opset_imports=[helper.make_opsetid("ai.onnx", opset)])
+        expected = torch.softmax(torch.from_numpy(x).flatten(1) if opset < 13 else torch.from_numpy(x), -1)
+        assert_close(run_rebuilt(model, {"x": x}, ["y"])[0], expected.reshape(x.shape).numpy())
+
+
+def _legacy_model(nodes, inputs, opset):
+    """A model of an opset ONNX Runtime no longer runs (< 7), so a hand computation is the oracle."""
+    graph = helper.make_graph(
+        nodes, "legacy", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                          for k, v in inputs.items()],
+        [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=3)
+    onnx.checker.check_model(model)  # the spec of that opset knows every attribute used
+    model.graph.output.append(helper.make_empty_tensor_value_info("y"))
+    return model
+
+
+@pytest.mark.parametrize("op, fn", [("Add", np.add), ("Sub", np.subtract), ("Mul", np.multiply),
+                                    ("Div", np.divide)])
+def test_legacy_broadcast_aligns_b_to_a_from_axis(op, fn):
+    a, b = X4, rand(4, 7, seed=3) + 3.0
+    model = _legacy_model([helper.make_node(op, ["a", "b"], ["y"], broadcast=1, axis=1)], {"a": a, "b": b}, 6)
+    assert_close(run_rebuilt(model, {"a": a, "b": b}, ["y"])[0], fn(a, b[None, :, :, None]))
+    trailing = rand(8, seed=4) + 3.0  # no axis: numpy's suffix alignment
+    model = _legacy_model([helper.make_node(op, ["a", "b"], ["y"], broadcast=1)], {"a": a, "b": trailing}, 6)
+    assert_close(run_rebuilt(model, {"a": a, "b": trailing}, ["y"])[0], fn(a, trailing))
+
+
+def test_legacy_consumed_inputs_is_ignored_where_the_spec_has_it():
+    nodes = [helper.make_node("Relu", ["a"], ["r"], consumed_inputs=[0]),
+             helper.make_node("Add", ["r", "b"], ["y"], consumed_inputs=[0, 0], broadcast=1, axis=-3)]
+    b = rand(4, 1, 1, seed=5)
+    model = _legacy_model(nodes, {"a": X4, "b": b}, 5)
+    assert_close(run_rebuilt(model, {"a": X4, "b": b}, ["y"])[0], np.maximum(X4, 0) + b[None])

@@ -2,8 +2,26 @@
 
 Walks back from the requested tensors to keep only the nodes they depend on, folds every node whose
 inputs are all known at build time (initializers, `Constant` nodes, shape arithmetic on them) into a
-buffer, and emits one `call_function` per remaining node. Weights, whether initializers or `Constant`
-nodes, become buffers of the module: never parameters, so only the image is ever optimised.
+constant, and emits one `call_function` per remaining node. Weights, whether initializers or `Constant`
+nodes, become buffers of the module: never parameters, so only the image is ever optimised. Tensor
+attributes (ConstantOfShape's `value`) become constants too, never literals in the generated code.
+
+Devices. A module runs on the device of its weights, and a value is on the device only when it depends
+on the image; shape arithmetic stays on the CPU, so reading a shape never waits for the GPU:
+- Build-time folding computes on the CPU, from the file's own values (initializers read from the
+  proto, attributes), whatever device `weights` are on; the results are placed when the module uses them.
+- At run time a tensor is a *host* value when it comes from `Shape`/`Size`, or from a node whose
+  run-time inputs are all host values; every other tensor is a *device* value.
+- A constant used by a node is put on the host when that node is a host node, or when the input is one
+  its converter reads into Python (`host_inputs` in the registry: Reshape's shape, Resize's scales, ...);
+  else it is a buffer on the weights' device (the `weights` tensor itself for an initializer, so modules
+  share it). Host constants are plain attributes, not buffers, so `Module.to(device)` leaves them on
+  the CPU.
+- A host value meeting device values at an input its converter does not read on the host is moved to
+  the device by an explicit node (a small host-to-device copy, never a sync).
+- Converters create the tensors they make on their input's device.
+Keep a module as built: a deep copy or re-codegen turns host constants into ordinary buffers, which
+still computes the same but may read shapes back from the device.
 
 Example:
     >>> gm = build(onnx.load("models/vgg16.onnx"), ["conv1_1", "pool2"])
@@ -19,15 +37,19 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..errors import InvtoolError
-from .registry import MULTI_OUTPUT, find_converter
+from .registry import HOST_INPUTS, MULTI_OUTPUT, check_node, domain_key, find_converter
+
+SHAPE_OPS = {"Shape", "Size"}  # default-domain ops whose output is read from the input's shape alone
 
 
 def opset_of(model: onnx.ModelProto) -> int:
     """The version of the default ONNX domain the model was written for."""
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return imp.version
-    return 1
+    return opsets_of(model).get("", 1)
+
+
+def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
+    """Domain ("" for the default one, also when written "ai.onnx") -> the opset version imported."""
+    return {domain_key(imp.domain): imp.version for imp in model.opset_import}
 
 
 def to_torch(array: np.ndarray) -> torch.Tensor:
@@ -37,7 +59,8 @@ def to_torch(array: np.ndarray) -> torch.Tensor:
 
 
 def node_attributes(node: onnx.NodeProto) -> dict:
-    """The node's attributes as Python values under their ONNX names (strings decoded, tensors torch)."""
+    """The node's attributes as Python values under their ONNX names (strings decoded, tensors torch,
+    on the CPU)."""
     attrs = {}
     for a in node.attribute:
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
@@ -75,6 +98,11 @@ def _output(result, k: int):
     return result[k]
 
 
+def _to_device_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A host value moved to the device of the device value it meets."""
+    return t.to(like.device)
+
+
 def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
           weights: dict[str, torch.Tensor] | None = None) -> fx.GraphModule:
     """A module computing `outputs` (tensor names) from the graph's non-initializer inputs.
@@ -83,15 +111,19 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
         model: the ONNX model.
         outputs: tensor names; the module returns them as a tuple in this order.
         pool: "avg" swaps every MaxPool for an AveragePool of the same geometry (Gatys et al.).
-        weights: the model's initializers as torch tensors, to share them between several modules.
+        weights: the model's initializers as torch tensors, already on the device the module will run
+            on, to share them between several modules; values read at build time come from the file.
 
-    Raises InvtoolError, before anything is built, when a node needs an unsupported op.
+    Raises InvtoolError, before anything is built, when a node needs an unsupported op, has an
+    attribute its converter does not know, or has more inputs than it takes.
     """
     g = model.graph
-    opset = opset_of(model)
-    consts = dict(initializers(model) if weights is None else weights)  # values known at build time
+    opsets = opsets_of(model)
+    weights = weights or {}
+    device = next((w.device for w in weights.values() if w.is_floating_point()), torch.device("cpu"))
+    stored = {t.name: t for t in g.initializer}
     nodes = needed_nodes(g, outputs)
-    converters = [_converter_for(n, opset, pool) for n in nodes]  # fail early: nothing half-built
+    converters = [_converter_for(n, opsets, pool) for n in nodes]  # fail early: nothing half-built
     used = {i for n in nodes for i in n.input} | set(outputs)
     for node, (fn, _) in zip(nodes, converters):
         extra = [o for o in node.output[1:] if o in used]
@@ -99,55 +131,110 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
             raise InvtoolError(f"output {extra[0]!r} of {node.op_type} node {node.name!r} is not supported: "
                                "only its first output is computed")
 
+    consts: dict[str, torch.Tensor] = {}  # build-time values, on the CPU
+
+    def known(name: str) -> bool:
+        return name in consts or name in stored or name in weights
+
+    def const(name: str) -> torch.Tensor:
+        if name not in consts:
+            consts[name] = to_torch(numpy_helper.to_array(stored[name])) if name in stored else weights[name].cpu()
+        return consts[name]
+
     root, graph = nn.Module(), fx.Graph()
     env: dict[str, fx.Node] = {i.name: graph.placeholder(_py_name(i.name, "input"))
-                               for i in g.input if i.name not in consts}
-    buffers: dict[str, fx.Node] = {}
+                               for i in g.input if not known(i.name)}
+    host: set[str] = set()  # run-time tensors that are host values
+    placed: dict[tuple[str, bool], fx.Node] = {}
+    host_attrs: list[str] = []
 
-    def value(name: str):
+    def register(name: str, t: torch.Tensor, on_host: bool) -> fx.Node:
+        attr = _py_name(name, "h" if on_host else "w", taken=root._buffers)
+        root.register_buffer(attr, t.cpu() if on_host else t.to(device))
+        if on_host:
+            host_attrs.append(attr)
+        return graph.get_attr(attr)
+
+    def value(name: str, on_host: bool):
         if name == "":
             return None
         if name in env:
             return env[name]
-        if name not in consts:
+        if not known(name):
             raise InvtoolError(f"tensor {name!r} is used but nothing produces it; the ONNX file is broken")
-        if name not in buffers:
-            attr = _py_name(name, "w", taken=root._buffers)
-            root.register_buffer(attr, consts[name])
-            buffers[name] = graph.get_attr(attr)
-        return buffers[name]
+        if (name, on_host) not in placed:
+            shared = not on_host and name in weights and name not in consts
+            placed[name, on_host] = register(name, weights[name] if shared else const(name), on_host)
+        return placed[name, on_host]
 
     for node, (fn, attrs) in zip(nodes, converters):
         names = list(node.input)
         while names and names[-1] == "":
             names.pop()
-        if all(n == "" or n in consts for n in names):  # fold: computed once, now
+        if all(n == "" or known(n) for n in names):  # fold: computed once, now
             with torch.no_grad():
-                result = fn(*[consts.get(n) for n in names], **attrs)
+                result = fn(*[const(n) if n else None for n in names], **attrs)
             outs = result if fn in MULTI_OUTPUT else (result,)
             consts.update((out, v) for out, v in zip(node.output, outs) if out)
             continue
-        call = graph.call_function(fn, tuple(value(n) for n in names), attrs)
+        runtime = [n for n in names if n in env]
+        on_host = all(n in host for n in runtime)
+        meets = next((env[n] for n in runtime if n not in host), None)  # a device input, if any
+        args = []
+        for k, n in enumerate(names):
+            keep = on_host or k in HOST_INPUTS.get(fn, ())
+            arg = value(n, keep)
+            if n in host and not keep:
+                arg = graph.call_function(_to_device_of, (arg, meets))
+            args.append(arg)
+        kwargs = {a: register(f"{node.name or node.op_type}_{a}", v, on_host) if isinstance(v, torch.Tensor) else v
+                  for a, v in attrs.items()}
+        call = graph.call_function(fn, tuple(args), kwargs)
+        outs = [o for o in node.output if o]
         if fn in MULTI_OUTPUT:
             env.update((out, graph.call_function(_output, (call, k))) for k, out in enumerate(node.output) if out)
         else:
-            env[node.output[0]] = call
+            env[node.output[0]], outs = call, outs[:1]
+        if on_host or (domain_key(node.domain), node.op_type) in {("", op) for op in SHAPE_OPS}:
+            host.update(outs)
 
-    graph.output(tuple(value(o) for o in outputs))
+    graph.output(tuple(value(o, o not in env and o not in weights and not const(o).is_floating_point())
+                       for o in outputs))
     graph.eliminate_dead_code()
-    return fx.GraphModule(root, graph, class_name="RebuiltOnnx")
+    module = fx.GraphModule(root, graph, class_name="RebuiltOnnx")
+    for attr in host_attrs:  # plain attributes, which Module.to() does not move
+        if attr in module._buffers:
+            setattr(module, attr, module._buffers.pop(attr))
+    return module
 
 
-def _converter_for(node: onnx.NodeProto, opset: int, pool: str):
+def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str):
+    """(converter, attributes) of a node, checked against the converter's signature."""
     attrs = node_attributes(node)
-    op = node.op_type
-    if op == "Split":  # before opset 18 an even split is told only by the number of outputs
+    op, domain = node.op_type, domain_key(node.domain)
+    opset = opsets.get(domain, 1)
+    if domain == "" and "consumed_inputs" in attrs and "consumed_inputs" in _spec_attributes(op, opset):
+        del attrs["consumed_inputs"]  # opsets 1-5: an in-place hint with no meaning for inference
+    if domain == "" and op == "Split":  # before opset 18 an even split is told only by the number of outputs
         attrs.setdefault("num_outputs", len(node.output))
-    if pool == "avg" and op == "MaxPool":
+    if domain == "" and pool == "avg" and op == "MaxPool":
         op = "AveragePool"
         attrs.pop("storage_order", None)
         attrs.setdefault("count_include_pad", 0)
-    return find_converter(op, opset, node.name), attrs
+    fn = find_converter(op, opset, node.name, domain)
+    n_inputs = len(node.input)
+    while n_inputs and node.input[n_inputs - 1] == "":
+        n_inputs -= 1
+    check_node(fn, node.op_type, node.name, opset, n_inputs, attrs, domain)
+    return fn, attrs
+
+
+def _spec_attributes(op: str, opset: int) -> set[str]:
+    """The attribute names the ONNX spec gives `op` at `opset` (none when the op is unknown to onnx)."""
+    try:
+        return set(onnx.defs.get_schema(op, opset, "").attributes)
+    except onnx.defs.SchemaError:
+        return set()
 
 
 def _py_name(name: str, prefix: str, taken=()) -> str:

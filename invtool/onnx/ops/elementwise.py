@@ -57,6 +57,25 @@ for _op, _fn in {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Equal": 
     converter(_op)(_fn)
 
 
+def _legacy_broadcast(fn):
+    """A binary before opset 7: with broadcast=1, B broadcasts to A with its dimensions aligned to A's
+    from `axis` on (from the end, as numpy does, without axis); broadcast=0 means equal shapes."""
+    def binary(a, b, *, broadcast=0, axis=None):
+        if broadcast and axis is not None:
+            axis = axis + a.dim() if axis < 0 else axis
+            b = b.reshape(*b.shape, *[1] * (a.dim() - axis - b.dim()))
+        return fn(a, b)
+    binary.__name__ = binary.__qualname__ = f"{fn.__name__}_legacy"
+    return binary
+
+
+# opsets 1-6 take the legacy form (it replaces the since=1 registrations above), 7 on numpy's
+for _op, _fn in {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": div, "Pow": pow_, "Equal": torch.eq,
+                 "Less": torch.lt, "Greater": torch.gt, "And": torch.logical_and, "Or": torch.logical_or}.items():
+    converter(_op)(_legacy_broadcast(_fn))
+    converter(_op, since=7)(_fn)
+
+
 def _axes(x, axes, noop_with_empty_axes):
     """Reduction axes from the attribute (list) or input (tensor) form; None means every axis."""
     if isinstance(axes, torch.Tensor):
@@ -78,7 +97,7 @@ def _reduction(op_type, fn, pointwise=None):
             return pointwise(x) if pointwise else x
         return fn(x, dim=dims, keepdim=bool(keepdims))
     reduce.__name__ = reduce.__qualname__ = op_type
-    converter(op_type)(reduce)
+    converter(op_type, host_inputs=("axes",))(reduce)
 
 
 _reduction("ReduceMean", torch.mean)

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from ..registry import converter
 
 
-@converter("Gemm")
+@converter("Gemm", since=7)
 def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     """alpha * A' @ B' + beta * C, C optional and broadcast; torch's nn.Linear export takes F.linear."""
     if transA:
@@ -18,6 +18,12 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     if c is not None:
         y = y + (beta * c if beta != 1.0 else c)
     return y
+
+
+@converter("Gemm")
+def gemm_legacy(a, b, c, *, alpha=1.0, beta=1.0, broadcast=0, transA=0, transB=0):
+    """Gemm before opset 7, whose `broadcast` told whether C broadcasts: numpy broadcasting covers both."""
+    return gemm(a, b, c, alpha=alpha, beta=beta, transA=transA, transB=transB)
 
 
 @converter("MatMul")

@@ -13,10 +13,11 @@ from ...errors import InvtoolError
 from ..registry import converter
 
 
-def _source_coords(out_len: int, in_len: int, scale: float, mode: str, roi=(0.0, 1.0)) -> torch.Tensor:
-    """The input coordinate each output index samples (float32, unclamped)."""
-    x = torch.arange(out_len, dtype=torch.float32)
-    scale = torch.tensor(scale, dtype=torch.float32)
+def _source_coords(out_len: int, in_len: int, scale: float, mode: str, roi=(0.0, 1.0),
+                   device=None) -> torch.Tensor:
+    """The input coordinate each output index samples (float32, unclamped, on `device`)."""
+    x = torch.arange(out_len, dtype=torch.float32, device=device)
+    scale = torch.tensor(scale, dtype=torch.float32, device=device)
     if mode == "half_pixel":
         return (x + 0.5) / scale - 0.5
     if mode == "half_pixel_symmetric":
@@ -69,7 +70,7 @@ def _cubic_weights(t: torch.Tensor, a: float) -> list[torch.Tensor]:
 def _resize_axis(x, axis, out_len, scale, *, mode, coord_mode, nearest_mode, roi, cubic_coeff_a,
                  exclude_outside, extrapolation_value):
     n = x.shape[axis]
-    c = _source_coords(out_len, n, scale, coord_mode, roi)
+    c = _source_coords(out_len, n, scale, coord_mode, roi, x.device)
     if mode == "nearest":
         if nearest_mode == "simple":  # Upsample and Resize-10 in ONNX Runtime: floor up, ceil down
             nearest_mode = "ceil" if scale < 1 else "floor"
@@ -90,7 +91,7 @@ def _resize_axis(x, axis, out_len, scale, *, mode, coord_mode, nearest_mode, roi
         y = sum(_take(x, axis, i) * _along(w, x, axis) for i, w in zip(taps, weights))
     if coord_mode == "tf_crop_and_resize":
         outside = _along((c < 0) | (c > n - 1), x, axis).bool()
-        y = torch.where(outside, torch.as_tensor(extrapolation_value, dtype=y.dtype), y)
+        y = torch.where(outside, torch.as_tensor(extrapolation_value, dtype=y.dtype, device=y.device), y)
     return y
 
 
@@ -125,8 +126,8 @@ def _floats(v):
         float(s) for s in (v.tolist() if isinstance(v, torch.Tensor) else v)]
 
 
-@converter("Upsample")
-@converter("Resize", since=10)
+@converter("Upsample", host_inputs=("scales",))
+@converter("Resize", since=10, host_inputs=("scales",))
 def upsample(x, scales=None, *, mode="nearest"):
     """Upsample (scales an attribute at 7, an input from 9) and Resize-10: asymmetric coordinates."""
     scales = _floats(scales)
@@ -134,7 +135,7 @@ def upsample(x, scales=None, *, mode="nearest"):
     return _interpolate(x, scales, sizes, mode=mode, coord_mode="asymmetric", nearest_mode="simple")
 
 
-@converter("Resize", since=11)
+@converter("Resize", since=11, host_inputs=("roi", "scales", "sizes"))
 def resize(x, roi=None, scales=None, sizes=None, *, antialias=0, axes=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, keep_aspect_ratio_policy="stretch", mode="nearest",

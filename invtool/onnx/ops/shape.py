@@ -78,7 +78,7 @@ def constant(*, value=None, value_float=None, value_floats=None, value_int=None,
                        "store the constant as a dense numeric tensor")
 
 
-@converter("ConstantOfShape")
+@converter("ConstantOfShape", host_inputs=("shape",))
 def constant_of_shape(shape, *, value=None):
     fill = value if value is not None else torch.zeros(1, dtype=torch.float32)
     return fill.reshape(()).expand(_ints(shape)).clone()
@@ -96,6 +96,7 @@ def cast_like(x, like, *, saturate=1, round_mode="up"):
 
 @converter("Shape")
 def shape(x, *, start=0, end=None):
+    """On the CPU whatever x's device: shapes are host values (see graph.py), read with no sync."""
     return torch.tensor(x.shape[start:end], dtype=torch.int64)
 
 
@@ -120,7 +121,7 @@ def gather_elements(data, indices, *, axis=0):
     return torch.gather(data, axis, torch.where(indices < 0, indices + n, indices).long())
 
 
-@converter("Reshape")
+@converter("Reshape", host_inputs=("shape",))
 def reshape(x, shape, *, allowzero=0):
     """0 copies the input's dimension (unless allowzero), -1 is inferred."""
     dims = _ints(shape)
@@ -140,7 +141,7 @@ def transpose(x, *, perm=None):
     return x.permute(perm if perm is not None else list(reversed(range(x.dim()))))
 
 
-@converter("Squeeze")
+@converter("Squeeze", host_inputs=("axes",))
 def squeeze(x, axes=None):
     """Axes are an attribute before opset 13 and an optional input from 13 on; none squeezes every 1."""
     if axes is None:
@@ -148,7 +149,7 @@ def squeeze(x, axes=None):
     return x.squeeze(tuple(_axis(a, x.dim()) for a in _ints(axes)))
 
 
-@converter("Unsqueeze")
+@converter("Unsqueeze", host_inputs=("axes",))
 def unsqueeze(x, axes):
     """Axes (attribute before 13, input from 13) index the output, so insert them in ascending order."""
     rank = x.dim() + len(_ints(axes))
@@ -162,7 +163,7 @@ def concat(*xs, axis):
     return torch.cat(xs, dim=axis)
 
 
-@converter("Split", multi_output=True)
+@converter("Split", multi_output=True, host_inputs=("split",))
 def split(x, split=None, *, axis=0, num_outputs=None):
     """Sizes from the attribute (before 13) or input (13 on), else num_outputs parts (18 on)."""
     if split is not None:
@@ -173,7 +174,7 @@ def split(x, split=None, *, axis=0, num_outputs=None):
     return tuple(torch.split(x, math.ceil(x.shape[axis] / num_outputs), dim=axis))
 
 
-@converter("Slice")
+@converter("Slice", host_inputs=("starts", "ends", "axes", "steps"))
 def slice_(x, starts, ends, axes=None, steps=None):
     """starts/ends/axes are attributes before opset 10, inputs (with steps) from 10 on.
 
@@ -199,7 +200,7 @@ def slice_(x, starts, ends, axes=None, steps=None):
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
-@converter("Pad")
+@converter("Pad", host_inputs=("pads", "constant_value", "axes"))
 def pad(x, pads, constant_value=None, axes=None, *, mode="constant", value=0.0):
     """pads (attribute before 11, input from 11) are `[begins…, ends…]` over all or the given axes.
 
@@ -232,20 +233,20 @@ def pad(x, pads, constant_value=None, axes=None, *, mode="constant", value=0.0):
     return F.pad(x, spec, mode=_PAD_MODES[mode])
 
 
-@converter("Expand")
+@converter("Expand", host_inputs=("shape",))
 def expand(x, shape):
     """Bidirectional broadcast: a 1 in `shape` keeps x's dimension."""
     return x.expand(torch.broadcast_shapes(x.shape, tuple(_ints(shape))))
 
 
-@converter("Tile")
+@converter("Tile", host_inputs=("repeats",))
 def tile(x, repeats):
     return x.repeat(_ints(repeats))
 
 
-@converter("Range")
+@converter("Range", host_inputs=("start", "limit", "delta"))
 def range_(start, limit, delta):
-    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype, device=start.device)
 
 
 @converter("DepthToSpace")
