@@ -1,0 +1,132 @@
+"""Device placement: every op case of test_ops.py, torch-exported nets and the corpus run with their
+weights and input on CUDA, as FeatureModel places them.
+
+"fake-cuda" needs no GPU (tests/devices.py): any CPU/CUDA mix, or a read of a CUDA tensor's values,
+raises; the output shapes are compared with ONNX Runtime's. "cuda" runs for real when a GPU is there
+and compares the values with ONNX Runtime's (on the CPU).
+"""
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+from devices import FAKE_CUDA, fake_cuda, run_on_fake_cuda, run_placed
+from invtool.onnx.graph import build
+from oracle import assert_close, make_model, rand, run_ort
+from test_ops import CASES, X4, _ManyOps, i64
+
+DEVICES = ["fake-cuda", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                      reason="no CUDA device"))]
+CORPUS = (Path(__file__).parent / "corpus.py").is_file()
+
+
+@pytest.fixture
+def exact_cuda():
+    """No TF32 in CUDA convolutions and matmuls, so results compare with ONNX Runtime at fp32 tolerance."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def check_on(device: str, model: onnx.ModelProto, inputs, outputs=None, atol: float = 1e-4):
+    """Run `model` on `device` and check it against ONNX Runtime: shapes on fake CUDA, values on CUDA."""
+    outputs = list(outputs or [o.name for o in model.graph.output])
+    ref = run_ort(model, inputs, outputs)
+    if device == "fake-cuda":
+        assert run_on_fake_cuda(model, inputs, outputs) == [r.shape for r in ref]
+        return
+    got = run_placed(model, inputs, outputs, torch.device("cuda"))
+    for name, g, r in zip(outputs, got, ref):
+        assert_close(g.cpu().numpy(), r, atol, what=f"{name}: ")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op, opset, inputs, outputs, attrs, data, init, atol", CASES)
+def test_op_case_runs_on_the_device(device, op, opset, inputs, outputs, attrs, data, init, atol, exact_cuda):
+    node = helper.make_node(op, inputs, outputs, name=f"{op.lower()}_node", **attrs)
+    outputs = [o for o in outputs if o]
+    check_on(device, make_model([node], data, outputs, opset, init), data, outputs, atol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("opset", [10, 11, 13, 17])
+def test_torch_exported_net_runs_on_the_device(device, opset, tmp_path, exact_cuda):
+    path = tmp_path / "many.onnx"
+    torch.onnx.export(_ManyOps(align_corners=opset >= 11).eval(), (torch.rand(2, 3, 17, 19),), str(path),
+                      dynamo=False, opset_version=opset, input_names=["image"], output_names=["probs", "features"])
+    check_on(device, onnx.load(str(path)), {"image": rand(2, 3, 17, 19)})
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("net", ["resnet18_onnx", "vgg16_conv_onnx"])
+def test_reference_architectures_run_on_the_device(device, net, request, exact_cuda):
+    path, _ = request.getfixturevalue(net)
+    check_on(device, onnx.load(str(path)), {"image": rand(1, 3, 32, 40)})
+
+
+def test_shape_arithmetic_stays_on_the_host_and_weights_on_the_device():
+    """Reshape's shape, computed from Shape at run time or stored, stays a CPU value after Module.to();
+    the float weights are on the device; the result comes out on the device."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+             helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+             helper.make_node("Mul", ["flat", "w"], ["y"])]
+    init = {"zero": np.array(0, dtype=np.int64), "axes0": i64(0), "minus1": i64(-1), "w": rand(224, seed=1)}
+    model = make_model(nodes, {"x": X4}, ["y"], 13, init)
+    with fake_cuda():
+        weights = {k: torch.from_numpy(v).to(FAKE_CUDA) for k, v in init.items()}
+        module = build(model, ["y"], weights=weights).to(FAKE_CUDA)
+        host = {k: v.device for k, v in vars(module).items() if isinstance(v, torch.Tensor)}
+        assert host and all(d.type == "cpu" for d in host.values())
+        assert all(b.device == FAKE_CUDA for b in module.buffers())
+        y, = module(torch.from_numpy(X4).to(FAKE_CUDA))
+        assert y.device == FAKE_CUDA and tuple(y.shape) == (2, 224)
+
+
+def test_fake_cuda_catches_a_device_mix_and_a_device_read():
+    """The harness is not vacuous: what would fail or sync on a GPU raises here."""
+    with fake_cuda():
+        x = torch.zeros(2, 3, device=FAKE_CUDA)
+        with pytest.raises(Exception, match="device"):
+            x + torch.ones(2, 3)
+        with pytest.raises(Exception, match="DataDependent|data-dependent|_local_scalar_dense"):
+            torch.tensor([2, 3], device=FAKE_CUDA).tolist()
+        assert torch.tensor(x.shape).tolist() == [2, 3]  # a host shape keeps its values
+
+
+@pytest.fixture(scope="session")
+def corpus_model(tmp_path_factory):
+    """name -> the exported corpus model, built once per name per session."""
+    import corpus
+    directory, built = tmp_path_factory.mktemp("corpus_devices"), {}
+
+    def get(name):
+        if name not in built:
+            built.update(corpus.build_corpus(directory, [name]))
+        return built[name]
+    return get
+
+
+def _corpus_names():
+    if not CORPUS:
+        return []
+    import corpus
+    return list(corpus.BUILDERS)
+
+
+@pytest.mark.skipif(not CORPUS, reason="tests/corpus.py is not there")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", _corpus_names())
+def test_corpus_model_runs_on_the_device(device, name, corpus_model, exact_cuda):
+    m = corpus_model(name)
+    proto = m.proto
+    weights = {t.name for t in proto.graph.initializer}
+    image = next(i.name for i in proto.graph.input if i.name not in weights)
+    for x in m.inputs():
+        check_on(device, proto, {image: x}, atol=1e-3)
