@@ -10,6 +10,7 @@ import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
 
+from invtool import load_model
 from invtool.onnx.graph import build
 
 RNG_SEED = 0
@@ -93,3 +94,30 @@ def check_node(node: onnx.NodeProto, inputs: dict[str, np.ndarray], opset: int,
     outputs = [o for o in node.output if o]
     model = make_model([node], inputs, outputs, opset, initializers)
     return check_model(model, inputs, outputs, atol_scale)
+
+
+def all_tensors_match(path, x: np.ndarray, float_only: bool = True, atol_scale: float = 1e-4) -> dict[str, float]:
+    """Every tensor of the ONNX file at `path` that depends on the image equals ONNX Runtime's for input
+    x [N, 3, H, W], computed by `invtool.load_model` in one module; ORT gets them all as graph outputs.
+
+    float_only: compare the float32 tensors only, else shape arithmetic (int64) and masks too.
+    Returns each compared tensor's error relative to its scale, max |ours - ref| / max(|ref|, 1).
+    """
+    model = load_model(path, device="cpu")
+    proto = onnx.load(str(path))
+    names = [o for n in proto.graph.node for o in n.output if o]
+    del proto.graph.output[:]
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = x.transpose(0, 2, 3, 1).copy() if model.channels_last else x
+    ref = dict(zip(names, sess.run(names, {model.input_name: feed})))
+    compared = [n for n in model.names if not float_only or ref[n].dtype == np.float32]
+    assert compared
+    with torch.no_grad():
+        ours = {n: t.cpu().numpy() for n, t in model.features(torch.from_numpy(x), compared).items()}
+    errors = {}
+    for n in compared:
+        assert_close(ours[n], ref[n], atol_scale, what=f"{n}: ")
+        r = ref[n].astype(np.float64)
+        errors[n] = float(np.abs(ours[n] - r).max(initial=0.0)) / max(float(np.abs(r).max(initial=0.0)), 1.0)
+    return errors

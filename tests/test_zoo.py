@@ -5,12 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-import torch
 
-from conftest import assert_close
-from invtool import load_model
+from oracle import all_tensors_match
 
 ZOO = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 MODELS = sorted(ZOO.glob("light_*.onnx"))
@@ -18,29 +15,11 @@ MODELS = sorted(ZOO.glob("light_*.onnx"))
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
 def test_zoo_model_matches_onnxruntime_at_every_tensor(path):
-    _all_tensors_match(path, np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32))
+    all_tensors_match(path, np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32))
 
 
 def test_zoo_models_are_there():
     assert len(MODELS) >= 9, f"expected the onnx package's light model zoo in {ZOO}"
-
-
-def _all_tensors_match(path, x):
-    """Every float tensor of the model at `path` equals ONNX Runtime's for input x."""
-    model = load_model(path, device="cpu")
-    proto = onnx.load(str(path))
-    names = [o for n in proto.graph.node for o in n.output if o]
-    del proto.graph.output[:]
-    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = x.transpose(0, 2, 3, 1).copy() if model.channels_last else x
-    ref = dict(zip(names, sess.run(names, {model.input_name: feed})))
-    float_names = [n for n in model.names if ref[n].dtype == np.float32]
-    assert float_names
-    with torch.no_grad():
-        ours = model.features(torch.from_numpy(x), float_names)
-    for n in float_names:
-        assert_close(ours[n], ref[n])
 
 
 def _init(name, shape, rng):
@@ -74,7 +53,7 @@ def test_tf2onnx_style_nhwc_graph(tmp_path):
                           [helper.make_tensor_value_info("probs", TensorProto.FLOAT, None)], inits)
     path = tmp_path / "tf2onnx.onnx"
     onnx.save(helper.make_model(g, producer_name="tf2onnx", opset_imports=[helper.make_opsetid("", 13)]), str(path))
-    _all_tensors_match(path, np.random.default_rng(1).random((2, 3, 16, 16), dtype=np.float32))
+    all_tensors_match(path, np.random.default_rng(1).random((2, 3, 16, 16), dtype=np.float32))
 
 
 def test_mxnet_style_opset7_graph(tmp_path):
@@ -102,4 +81,4 @@ def test_mxnet_style_opset7_graph(tmp_path):
     model.ir_version = 3
     path = tmp_path / "mxnet.onnx"
     onnx.save(model, str(path))
-    _all_tensors_match(path, np.random.default_rng(3).random((1, 3, 8, 8), dtype=np.float32))
+    all_tensors_match(path, np.random.default_rng(3).random((1, 3, 8, 8), dtype=np.float32))
