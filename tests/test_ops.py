@@ -495,12 +495,13 @@ def test_unknown_attribute_is_refused_at_build_naming_op_node_attribute_and_opse
     assert calls == []
 
 
-def test_too_many_inputs_are_refused_at_build():
-    node = helper.make_node("Relu", ["x", "x"], ["y"], name="two_inputs")
+@pytest.mark.parametrize("op", ["Relu", "Sigmoid"])  # a Python converter, and a torch builtin
+def test_too_many_inputs_are_refused_at_build(op):
+    node = helper.make_node(op, ["x", "x"], ["y"], name="two_inputs")
     model = helper.make_model(helper.make_graph(
         [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 13)])
-    with pytest.raises(InvtoolError, match="Relu node 'two_inputs' .*2 inputs"):
+    with pytest.raises(InvtoolError, match=f"{op} node 'two_inputs' .*2 inputs"):
         build(model, ["y"])
 
 

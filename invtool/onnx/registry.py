@@ -24,6 +24,8 @@ Example:
 import inspect
 from typing import Callable
 
+import onnx
+
 from ..errors import InvtoolError
 
 DEFAULT_DOMAIN = ""
@@ -93,7 +95,10 @@ def check_node(fn: Callable, op_type: str, node_name: str, opset: int, n_inputs:
     """
     inputs, keywords, variadic = _signature(fn)
     where = f"{op_name(op_type, domain)} node {node_name!r} (opset {opset})"
-    if inputs is None:  # a builtin with no readable signature: inputs only
+    if inputs is None:  # a builtin with no readable signature: no attributes, inputs as the spec allows
+        limit = _spec_max_inputs(op_type, opset) if domain_key(domain) == DEFAULT_DOMAIN else None
+        if limit is not None and n_inputs > limit:
+            raise InvtoolError(f"{where} has {n_inputs} inputs; the op takes at most {limit}")
         unknown = sorted(attributes)
     else:
         if n_inputs > len(inputs) and not variadic:
@@ -105,6 +110,13 @@ def check_node(fn: Callable, op_type: str, node_name: str, opset: int, n_inputs:
         known = sorted(set(keywords) | set((inputs or [])[n_inputs:]))
         raise InvtoolError(f"{where} has attribute {unknown[0]!r}, which its converter does not support; "
                            f"supported attributes: {', '.join(known) or 'none'}")
+
+
+def _spec_max_inputs(op_type: str, opset: int) -> int | None:
+    try:
+        return onnx.defs.get_schema(op_type, opset, "").max_input
+    except onnx.defs.SchemaError:
+        return None
 
 
 def _signature(fn: Callable):
