@@ -317,8 +317,9 @@ class PaddleGraph:
         self.nodes, self.rng, self.count = [], np.random.default_rng(seed), {}
 
     def _index(self, kind) -> int:
-        k = self.count[kind] = self.count.get(kind, -1) + 1
-        return k
+        """0, 1, 2, … per kind, as Paddle numbers its variables."""
+        self.count[kind] = self.count.get(kind, -1) + 1
+        return self.count[kind]
 
     def _name(self, op):
         return f"{op}_{self._index(op)}"

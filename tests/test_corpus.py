@@ -21,7 +21,10 @@ def corpus_model(tmp_path_factory):
 
     def get(name: str) -> corpus.CorpusModel:
         if name not in built:
-            built.update(corpus.build_corpus(directory, [name]))
+            try:
+                built.update(corpus.build_corpus(directory, [name]))
+            except ModuleNotFoundError as e:  # the dynamo exporter without onnxscript (in the dev extra)
+                pytest.skip(f"{name} cannot be exported here: {e}")
         return built[name]
     return get
 
