@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from invtool.image import write_atomic
+from invtool.runtime import ort_session
 
 from .sources import file_sha256
 
@@ -82,7 +82,7 @@ def _section(path: Path) -> str:
 
 
 def _shapes_at_224(proto: onnx.ModelProto) -> dict[str, tuple]:
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort_session(proto.SerializeToString())
     names = [o.name for o in session.get_outputs()]
     values = session.run(names, {"image": np.zeros((1, 3, 224, 224), np.float32)})
     return {n: v.shape for n, v in zip(names, values)}

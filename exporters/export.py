@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from invtool.errors import InvtoolError
 from invtool.image import write_atomic
 from invtool.preprocess import PRESETS, resolve_preprocess
+from invtool.runtime import ort_session
 
 from .architectures import ALIASES, ARCHITECTURES, VGG16, VGG16_FC_SIZE, ResNet18
 from .sources import Weights, vgg16_param_layers
@@ -162,7 +162,7 @@ def check_parity(data: bytes, cases) -> None:
 
     `cases` holds (image [N, 3, H, W] tensor, {output name: expected numpy array}).
     """
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session = ort_session(data)
     for image, expected in cases:
         names = list(expected)
         got = dict(zip(names, session.run(names, {"image": image.numpy()})))

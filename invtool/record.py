@@ -23,7 +23,7 @@ from .errors import InvtoolError
 from .image import encode_png, write_atomic
 from .optimize import Result
 
-_PACKAGES = ("invtool", "torch", "onnx", "onnxruntime", "numpy", "opencv-python-headless", "scikit-image")
+_PACKAGES = ("invtool", "torch", "onnx", "numpy", "opencv-python-headless", "scikit-image")
 
 
 @dataclass

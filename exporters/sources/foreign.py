@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from invtool.errors import InvtoolError
 from invtool.preprocess import PRESETS, resolve_preprocess
+from invtool.runtime import ort_session
 
 from ..architectures import ALIASES
 from invtool.image import write_atomic
@@ -179,11 +180,9 @@ def _fixed_layers(graph, names) -> list[str]:
 
 def _original_case(original: bytes, input_name, pre, channels_last, outputs, h, w):
     """A probe image and the original model's outputs on it, preprocessed by `pre.module()` in PyTorch."""
-    import onnxruntime as ort
-
     image = torch.rand(1, 3, h or 224, w or 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         x = pre.module()(image)
     x = x.permute(0, 2, 3, 1) if channels_last else x
-    session = ort.InferenceSession(original, providers=["CPUExecutionProvider"])
+    session = ort_session(original)
     return image, dict(zip(outputs, session.run(outputs, {input_name: x.contiguous().numpy()})))
