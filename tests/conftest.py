@@ -87,3 +87,20 @@ def ort_outputs(path, x: np.ndarray, names=None) -> dict[str, np.ndarray]:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = names or [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+
+
+@pytest.fixture(scope="session")
+def corpus_model(tmp_path_factory):
+    """name -> CorpusModel of tests/corpus.py, each exported into a session temporary directory on first
+    use (a dynamo export takes ~10 s, so a selected test builds only its own model)."""
+    import corpus
+    directory, built = tmp_path_factory.mktemp("corpus"), {}
+
+    def get(name: str):
+        if name not in built:
+            try:
+                built.update(corpus.build_corpus(directory, [name]))
+            except ModuleNotFoundError as e:  # the dynamo exporter without onnxscript (in the dev extra)
+                pytest.skip(f"{name} cannot be exported here: {e}")
+        return built[name]
+    return get

@@ -13,22 +13,6 @@ NAMES = list(corpus.BUILDERS)
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec:FutureWarning")  # from inside torch.export
 
 
-@pytest.fixture(scope="session")
-def corpus_model(tmp_path_factory):
-    """name -> CorpusModel, each exported into a session temporary directory on first use (a dynamo
-    export takes ~10 s, so a selected test builds only its own model)."""
-    directory, built = tmp_path_factory.mktemp("corpus"), {}
-
-    def get(name: str) -> corpus.CorpusModel:
-        if name not in built:
-            try:
-                built.update(corpus.build_corpus(directory, [name]))
-            except ModuleNotFoundError as e:  # the dynamo exporter without onnxscript (in the dev extra)
-                pytest.skip(f"{name} cannot be exported here: {e}")
-        return built[name]
-    return get
-
-
 @pytest.mark.parametrize("size", range(len(corpus.SIZES)), ids=[f"{n}x3x{h}x{w}" for n, h, w in corpus.SIZES])
 @pytest.mark.parametrize("name", NAMES)
 def test_corpus_model_matches_onnxruntime_at_every_tensor(corpus_model, name, size, record_property):

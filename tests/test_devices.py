@@ -5,14 +5,13 @@ weights and input on CUDA, as FeatureModel places them.
 raises; the output shapes are compared with ONNX Runtime's. "cuda" runs for real when a GPU is there
 and compares the values with ONNX Runtime's (on the CPU).
 """
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import helper
 
+import corpus
 from devices import FAKE_CUDA, fake_cuda, run_on_fake_cuda, run_placed
 from invtool.onnx.graph import build
 from oracle import assert_close, make_model, rand, run_ort
@@ -20,7 +19,6 @@ from test_ops import CASES, X4, _ManyOps, i64
 
 DEVICES = ["fake-cuda", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                       reason="no CUDA device"))]
-CORPUS = (Path(__file__).parent / "corpus.py").is_file()
 
 
 @pytest.fixture
@@ -100,29 +98,8 @@ def test_fake_cuda_catches_a_device_mix_and_a_device_read():
         assert torch.tensor(x.shape).tolist() == [2, 3]  # a host shape keeps its values
 
 
-@pytest.fixture(scope="session")
-def corpus_model(tmp_path_factory):
-    """name -> the exported corpus model, built once per name per session."""
-    import corpus
-    directory, built = tmp_path_factory.mktemp("corpus_devices"), {}
-
-    def get(name):
-        if name not in built:
-            built.update(corpus.build_corpus(directory, [name]))
-        return built[name]
-    return get
-
-
-def _corpus_names():
-    if not CORPUS:
-        return []
-    import corpus
-    return list(corpus.BUILDERS)
-
-
-@pytest.mark.skipif(not CORPUS, reason="tests/corpus.py is not there")
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", _corpus_names())
+@pytest.mark.parametrize("name", list(corpus.BUILDERS))
 def test_corpus_model_runs_on_the_device(device, name, corpus_model, exact_cuda):
     m = corpus_model(name)
     proto = m.proto
