@@ -38,13 +38,17 @@ class FeatureModel:
     """
 
     def __init__(self, proto: onnx.ModelProto, *, path: str | None = None, sha256: str | None = None,
-                 preprocess: Preprocess | None = None, pool: str = "max", device=None):
+                 preprocess: Preprocess | None = None, pool: str = "max", padding: str = "zeros", device=None,
+                 weights: dict[str, torch.Tensor] | None = None):
         if pool not in ("max", "avg"):
             raise InvtoolError(f"unknown pool {pool!r}; use 'max' or 'avg'")
-        self.proto, self.path, self.sha256, self.pool = proto, path, sha256, pool
+        if padding not in ("zeros", "circular"):
+            raise InvtoolError(f"unknown padding {padding!r}; use 'zeros' or 'circular'")
+        self.proto, self.path, self.sha256, self.pool, self.padding = proto, path, sha256, pool, padding
         self.metadata = {p.key: p.value for p in proto.metadata_props}
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._weights = {k: v.to(self.device) for k, v in initializers(proto).items()}
+        self.device = resolve_device(device)
+        self._weights = weights if weights is not None else {
+            k: v.to(self.device) for k, v in initializers(proto).items()}
         self.input_name, self.channels_last = _image_input(proto, self._weights)
         self._pre = None if preprocess is None or preprocess.is_identity() else preprocess.module().to(self.device)
         self.preprocess = preprocess
@@ -93,7 +97,7 @@ class FeatureModel:
         """The (cached) module computing exactly these ONNX tensors from the network's input."""
         if tensor_names not in self._modules:
             self._modules[tensor_names] = build(self.proto, list(tensor_names), pool=self.pool,
-                                                weights=self._weights).to(self.device)
+                                                padding=self.padding, weights=self._weights).to(self.device)
         return self._modules[tensor_names]
 
     # --- geometry ------------------------------------------------------------------------------
@@ -165,12 +169,44 @@ class FeatureModel:
         with torch.no_grad():
             return self.features(torch.zeros(1, 3, s, s, device=self.device), [name])[name].shape[1]
 
+    def variant(self, *, pool: str | None = None, padding: str | None = None) -> "FeatureModel":
+        """This model with other pooling or padding (same graph and weights, no copy); itself if unchanged."""
+        pool, padding = pool or self.pool, padding or self.padding
+        if (pool, padding) == (self.pool, self.padding):
+            return self
+        return FeatureModel(self.proto, path=self.path, sha256=self.sha256, preprocess=self.preprocess, pool=pool,
+                            padding=padding, device=self.device, weights=self._weights)
+
     def to(self, device) -> "FeatureModel":
         self.device = torch.device(device)
         self._weights = {k: v.to(self.device) for k, v in self._weights.items()}
         self._pre = self._pre.to(self.device) if self._pre is not None else None
         self._modules.clear()
         return self
+
+
+def resolve_device(device=None) -> torch.device:
+    """The torch device to run on: `device` if this machine has it, else a one-line error; None: CUDA
+    when present, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvtoolError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvtoolError(f"device {device!r} asked for, but this machine has no CUDA GPU that torch can use; "
+                               "use --device cpu (or install a CUDA build of torch)")
+        if dev.index is not None and dev.index >= count:
+            raise InvtoolError(f"device {device!r} is not there: this machine has {count} CUDA GPU(s), "
+                               f"cuda:0 to cuda:{count - 1}")
+    elif dev.type != "cpu":
+        backend = getattr(torch, dev.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise InvtoolError(f"device {device!r} is not available on this machine; use --device cpu")
+    return dev
 
 
 def load_model(path, preprocess=None, pool: str = "max", device=None) -> FeatureModel:
