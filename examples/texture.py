@@ -19,7 +19,7 @@ run = invtool.synthesize_texture(HERE / "textures" / "ihc.png", model=model, siz
                                  steps=200, seed=0)
 print("written:", *run.save(OUT / "texture.png", report=True))
 print(f"{run.record['steps']} steps, {run.record['steps_per_sec']:.2f} steps/s, "
-      f"Gram loss (Gatys, conv1_1,pool1..pool4) {run.record['metrics']['gatys_loss']:.3g}")
+      f"Gram loss (Gatys, conv1_1,pool1..pool4) {run.record['metrics']['gram_loss']:.3g}")
 
 # the tile property: two copies side by side show no seam
 write_png(OUT / "texture_2x2.png", run.image.repeat(1, 1, 2, 2))

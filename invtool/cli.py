@@ -122,20 +122,30 @@ def main(ctx, debug):
 @click.option("--size", type=SIZE, default="224", show_default=True, help="Input size for the shapes: S or WxH.")
 @click.option("--preprocess", default=None, help="For models that do not bake it in: imagenet|caffe|tf|none.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def layers(model_path, size, preprocess, as_json):
-    """List every layer of MODEL: name, aliases, op and output shape."""
+@click.option("--stages", is_flag=True, help="Only the stages (the last activation before each change of "
+              "resolution), with their strides: what the commands' default layers are chosen from.")
+def layers(model_path, size, preprocess, as_json, stages):
+    """List every layer of MODEL: name, aliases, op and output shape (and stride, with --stages)."""
+    from .geometry import stages as find_stages
     from .model import load_model
 
-    infos = load_model(model_path, preprocess=preprocess, device="cpu").describe(size)
+    model = load_model(model_path, preprocess=preprocess, device="cpu")
+    infos = model.describe(size)
+    strides = {}
+    if stages:
+        strides = {s.name: s.stride for s in find_stages(model)}
+        infos = [i for i in infos if i.name in strides]
     if as_json:
         click.echo(json.dumps([{"name": i.name, "aliases": list(i.aliases), "op": i.op,
-                                "shape": list(i.shape) if i.shape else None} for i in infos], indent=1))
+                                "shape": list(i.shape) if i.shape else None,
+                                **({"stride": strides[i.name]} if stages else {})} for i in infos], indent=1))
         return
-    rows = [(i.name, ", ".join(i.aliases), i.op, "x".join(map(str, i.shape)) if i.shape else "?") for i in infos]
-    rows.insert(0, ("name", "aliases", "op", "shape"))
-    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+    rows = [(i.name, ", ".join(i.aliases), i.op, "x".join(map(str, i.shape)) if i.shape else "?")
+            + ((str(strides[i.name]),) if stages else ()) for i in infos]
+    rows.insert(0, ("name", "aliases", "op", "shape") + (("stride",) if stages else ()))
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     for r in rows:
-        click.echo("  ".join(c.ljust(wd) for c, wd in zip(r[:3], widths)) + "  " + r[3])
+        click.echo("  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip())
 
 
 # --- texture -------------------------------------------------------------------------------------
@@ -147,7 +157,8 @@ from .texture import GATYS_LAYERS, LOSSES, synthesize_texture  # noqa: E402
 @click.argument("source", type=click.Path(dir_okay=False))
 @output_options
 @model_options
-@click.option("--layers", default=",".join(GATYS_LAYERS), show_default=True, help="Layers whose statistics to match.")
+@click.option("--layers", default=None, help="Layers whose statistics to match  [default: the model's, see "
+              "`invtool layers MODEL --stages`; VGG16: " + ",".join(GATYS_LAYERS) + "]")
 @click.option("--layer-weights", default="uniform", show_default=True,
               help="Numbers, one per layer (1,0.5,…), or uniform|increasing|decreasing|inverse-channels.")
 @click.option("--loss", type=click.Choice(LOSSES), default="gram", show_default=True,
@@ -176,7 +187,7 @@ def texture(source, output, report, quiet, model, preprocess, pool, device, laye
                             weightings=[_weights(w) for w in sweep_weights.split(";")] if sweep_weights else None,
                             **kwargs)
     else:
-        run = synthesize_texture(source, layers=_names(layers), layer_weights=_weights(layer_weights), **kwargs)
+        run = synthesize_texture(source, layers=_names(layers or ""), layer_weights=_weights(layer_weights), **kwargs)
     finish(run, output, report)
 
 
@@ -252,11 +263,12 @@ _INV = inspect.signature(invert_api).parameters
 @click.argument("image", type=click.Path(dir_okay=False))
 @output_options
 @model_options
-@click.option("--layer", "layers", multiple=True, default=[_INV["layers"].default], show_default=True,
+@click.option("--layer", "layers", multiple=True,
               help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat or comma-list for several "
-                   "(--layer conv3_1 --layer conv5_1:0.5).")
+                   "(--layer conv3_1 --layer conv5_1:0.5)  [default: the model's middle stage; VGG16: conv3_1]")
 @click.option("--compare", default=None,
-              help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet and table.")
+              help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet "
+                   "and table; 'stages' for the model's stages.")
 @click.option("--size", default=str(_INV["size"].default), show_default=True, type=SIDE_OR_SIZE,
               help="Resize the image first: N (its longer side) or WxH; fc layers need their own size.")
 @click.option("--alpha", type=float, default=_INV["alpha"].default, show_default=True, help="Exponent of the α-norm prior.")
@@ -295,10 +307,10 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
     check_output(output, image)
     kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, progress=not quiet, **options)
     if compare:
-        run = compare_layers(image, layers=_names(compare), **kwargs)
+        run = compare_layers(image, layers=None if compare == "stages" else _names(compare), **kwargs)
         runs = run.record["runs"]
     else:
-        run = invert_api(image, layers=",".join(layers), **kwargs)
+        run = invert_api(image, layers=",".join(layers) or None, **kwargs)
         runs = [run.record]
     click.echo(metrics_table(runs))
     if any(r["stop_reason"].startswith("non-finite") for r in runs):
@@ -320,10 +332,12 @@ _STY = inspect.signature(transfer_style).parameters
 @click.argument("styles", metavar="STYLE [STYLE…]", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @output_options
 @model_options
-@click.option("--content-layers", default=CONTENT_LAYERS, show_default=True,
-              help="Layers whose features to keep, LAYER[:WEIGHT],…; unweighted layers get 1/L each.")
-@click.option("--style-layers", default=",".join(STYLE_LAYERS), show_default=True,
-              help="Layers whose statistics to take, e.g. conv1_1:1,conv2_1:0.8; unweighted layers get 1/L each.")
+@click.option("--content-layers", default=None,
+              help="Layers whose features to keep, LAYER[:WEIGHT],…; unweighted layers get 1/L each  "
+                   f"[default: the model's middle stage; VGG16: {','.join(CONTENT_LAYERS)}]")
+@click.option("--style-layers", default=None,
+              help="Layers whose statistics to take, e.g. conv1_1:1,conv2_1:0.8; unweighted layers get 1/L each  "
+                   f"[default: one per stage of the model; VGG16: {','.join(STYLE_LAYERS)}]")
 @click.option("--content-weight", type=float, default=_STY["content_weight"].default, show_default=True,
               help="Weight of the content term (mean squared feature difference).")
 @click.option("--style-weight", type=float, default=None, help="Weight of the style term  [default: " + ", ".join(

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from . import losses
 from .errors import InvtoolError
+from .geometry import choose_layers, default_layers
 from .image import contact_sheet, fit_size, read_image
 from .metrics import reconstruction_metrics
 from .model import FeatureModel, load_model
@@ -40,7 +41,6 @@ from .record import Run, build_record
 from .transforms import jitter as jitter_transform
 
 DEFAULT_MODEL = "models/vgg16.onnx"
-COMPARE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1", "fc6")
 INITS = ("noise", "gray", "blur")
 PARAMS = ("pyramid", "pixel")
 PYRAMID_LEVELS = 5
@@ -54,7 +54,7 @@ UNKNOWN_SPREAD = 0.1      # the samples' noise σ when a single run leaves the r
 POLISH_STEPS = 50         # the last run, from the samples' merge
 
 
-def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1", size=224,
+def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, size=224,
            alpha: float = 6.0, alpha_weight: float = 0.0, tv_beta: float = 2.0, tv_weight: float = 3e-4,
            jitter: int = 0, init: str = "gray", param: str = "pyramid", optimizer: str = "lbfgs",
            lr: float | None = None, lr_schedule: str = "constant", steps: int = 400, tol: float = 0.0,
@@ -66,7 +66,8 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
     Args:
         image: an image file or a `[1, 3, H, W]` tensor in [0, 1].
         model: an ONNX path or a loaded FeatureModel.
-        layers: a layer name, "name:weight", a list of those, or a {name: weight} dict (weights > 0).
+        layers: a layer name, "name:weight", a list of those, or a {name: weight} dict (weights > 0); None:
+            the model's default (`geometry.default_layers`: conv3_1 on VGG16, else its middle stage).
         size: resize the image (file or tensor) first: N (longer side) or (width, height); None keeps it. Fully connected
             layers override it with the input size they need (the record notes it).
         alpha, alpha_weight: exponent and weight of the α-norm prior on the centred image.
@@ -113,9 +114,9 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers="conv3_1"
         raise InvtoolError(f"--sample-noise {sample_noise:g} is out of range; give a σ in [0, 1] (0.1 is usual)")
     model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
                                                                      device=device)
-    weights = parse_layers(model, layers)
-    names = list(weights)
     src, notes = read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), [])
+    weights = parse_layers(model, choose_layers(model, layers, "invert", notes, progress))
+    names = list(weights)
     if not torch.isfinite(src).all():
         raise InvtoolError("the image has NaN or infinite values; give RGB values in [0, 1]")
     if size is not None:
@@ -292,11 +293,12 @@ def initial_image(init, shape, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, c, h, w, generator=generator)
 
 
-def compare_layers(image, *, layers=COMPARE_LAYERS, **kwargs) -> Run:
+def compare_layers(image, *, layers=None, **kwargs) -> Run:
     """One inversion per layer, side by side in a labelled contact sheet, with a metrics table.
 
-    The seeds' "deep versus shallow" figure as one call. Layers the model does not have (fc6 on a
-    conv-only VGG16) fail before any run starts.
+    The seeds' "deep versus shallow" figure as one call; by default over the model's stage layers
+    (VGG16: conv1_1 … conv5_1). Layers the model does not have (fc6 on a conv-only VGG16) fail before
+    any run starts.
 
     Example:
         >>> run = compare_layers("chelsea.png", layers=["conv1_1", "conv3_1", "conv5_1"], size=128)
@@ -306,7 +308,7 @@ def compare_layers(image, *, layers=COMPARE_LAYERS, **kwargs) -> Run:
     if not isinstance(model, FeatureModel):   # load once for all runs
         model = load_model(model, preprocess=kwargs.pop("preprocess", None), pool=kwargs.pop("pool", "max"),
                            device=kwargs.pop("device", None))
-    layers = [layers] if isinstance(layers, str) else list(layers)
+    layers = [layers] if isinstance(layers, str) else list(layers or default_layers(model, "compare"))
     for name in layers:
         parse_layers(model, name)
     runs = []

@@ -38,3 +38,12 @@ def reconstruction_metrics(model, original: torch.Tensor, image: torch.Tensor, l
     """PSNR and SSIM against the original, and the feature error at each of `layers`, rounded for records."""
     return {"psnr": round(psnr(original, image), 3), "ssim": round(ssim(original, image), 4),
             "feature_error": {n: round(v, 5) for n, v in feature_errors(model, original, image, layers).items()}}
+
+
+def seam_ratios(image: torch.Tensor) -> tuple[float, float]:
+    """How visible a tiled image's seams are: mean |first - last column| over the mean difference of
+    neighbouring columns, and the same for rows. About 1 when the wrap-around is like the interior."""
+    x = image.detach().double()[0]
+    cols = (x[..., 0] - x[..., -1]).abs().mean() / (x[..., 1:] - x[..., :-1]).abs().mean()
+    rows = (x[..., 0, :] - x[..., -1, :]).abs().mean() / (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+    return float(cols), float(rows)

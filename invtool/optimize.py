@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import InvtoolError
@@ -108,7 +107,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         save_every: keep a CPU snapshot of the image every N steps (0: none).
         seed: seeds the transforms' generator, so a run repeats exactly.
         progress: show a tqdm bar with the loss and steps/s.
-        wrap: the image is periodic (a tileable texture): upsample it circularly between scales.
+        wrap: the image is periodic (a tileable texture): resize it periodically between scales.
     """
     if optimizer not in OPTIMIZERS:
         raise InvtoolError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
@@ -161,9 +160,10 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     with _stop_on_signals(stop):
         for scale, ((sh, sw), budget) in enumerate(zip(sizes, budgets)):
             if scale > 0:
-                param = param.resize(sh, sw) if best_img is None else pixel(_upsample(best_img, sh, sw, wrap))
+                param = (param.resize(sh, sw, wrap) if best_img is None
+                         else pixel(resize_image(best_img, sh, sw, wrap=wrap)))
             elif (sh, sw) != (h, w):
-                param = param.resize(sh, sw)
+                param = param.resize(sh, sw, wrap)
             scale_starts.append(len(history))
             done, best_img, best_loss = 0, None, None
             opt = _make_optimizer(optimizer, param.params, lr)
@@ -344,17 +344,6 @@ def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple
     notes = [] if len(usable) == len(sizes) else [
         f"used {len(usable)} of {scales} scales: smaller ones are under the layers' minimum of {min_side} px"]
     return usable, notes
-
-
-def _upsample(x: torch.Tensor, h: int, w: int, wrap: bool) -> torch.Tensor:
-    """Resize to h x w; with `wrap`, as a periodic image (its borders interpolated from the opposite ones)."""
-    if not wrap:
-        return resize_image(x, h, w)
-    p, (h0, w0) = 2, x.shape[-2:]
-    big = resize_image(F.pad(x, (p, p, p, p), mode="circular"), round((h0 + 2 * p) * h / h0),
-                       round((w0 + 2 * p) * w / w0))
-    top, left = round(p * h / h0), round(p * w / w0)
-    return big[..., top:top + h, left:left + w]
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:

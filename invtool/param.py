@@ -22,7 +22,7 @@ class Param:
     params: list[torch.Tensor]
     image_fn: Callable[[], torch.Tensor]
     project: Callable[[], None] | None = None
-    resize: Callable[[int, int], "Param"] | None = None
+    resize: Callable[..., "Param"] | None = None   # (h, w, wrap=False) -> Param
 
     def __iter__(self):
         return iter((self.params, self.image_fn))
@@ -40,8 +40,8 @@ def pixel(init: torch.Tensor) -> Param:
         with torch.no_grad():
             x.clamp_(0, 1)
 
-    def resize(h: int, w: int) -> Param:
-        return pixel(resize_image(x.detach(), h, w))
+    def resize(h: int, w: int, wrap: bool = False) -> Param:
+        return pixel(resize_image(x.detach(), h, w, wrap=wrap))
 
     return Param([x], lambda: x, project, resize)
 
@@ -73,9 +73,9 @@ def pyramid(init: torch.Tensor, levels: int = 5) -> Param:
     def image_fn():
         return fine + sum(F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False) for p in coarse)
 
-    def resize(new_h: int, new_w: int) -> Param:
+    def resize(new_h: int, new_w: int, wrap: bool = False) -> Param:
         with torch.no_grad():
-            return pyramid(resize_image(image_fn(), new_h, new_w), levels)
+            return pyramid(resize_image(image_fn(), new_h, new_w, wrap=wrap), levels)
 
     return Param([fine, *coarse], image_fn, None, resize)
 
@@ -129,17 +129,25 @@ def fourier(init: torch.Tensor | tuple[int, int, int, int], *, decay_power: floa
         flat = torch.fft.irfft2(torch.view_as_complex(spectrum) * scale, s=(h, w), norm="ortho") / _FOURIER_GAIN
         return torch.sigmoid(torch.einsum("ij,njhw->nihw", color, flat))
 
-    def resize(new_h: int, new_w: int) -> Param:
+    def resize(new_h: int, new_w: int, wrap: bool = False) -> Param:
         with torch.no_grad():
-            return fourier(resize_image(image_fn(), new_h, new_w), decay_power=decay_power)
+            return fourier(resize_image(image_fn(), new_h, new_w, wrap=wrap), decay_power=decay_power)
 
     return Param([spectrum], image_fn, None, resize)
 
 
-def resize_image(x: torch.Tensor, h: int, w: int, clamp: bool = True) -> torch.Tensor:
+def resize_image(x: torch.Tensor, h: int, w: int, clamp: bool = True, wrap: bool = False) -> torch.Tensor:
     """Bicubic resize of `[N, C, H, W]` images, antialiased when shrinking, clamped to [0, 1] unless
-    `clamp` is False (for differences of images, which may be negative)."""
+    `clamp` is False (for differences of images, which may be negative).
+
+    `wrap`: the image is periodic (a tileable texture): it is resized as the middle of a 3 x 3 tiling of
+    itself, so its borders are interpolated from the opposite ones and the result tiles too."""
     if x.shape[-2:] == (h, w):
         return x
+    if wrap:
+        tiled = x.repeat(1, 1, 3, 3)
+        y = F.interpolate(tiled, size=(3 * h, 3 * w), mode="bicubic", align_corners=False, antialias=True)
+        y = y[..., h:2 * h, w:2 * w]
+        return y.clamp(0, 1) if clamp else y
     y = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
     return y.clamp(0, 1) if clamp else y

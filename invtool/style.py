@@ -20,6 +20,7 @@ import torch
 
 from . import losses
 from .errors import InvtoolError, close_matches
+from .geometry import KNOWN_DEFAULTS, choose_layers
 from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
 from .model import FeatureModel, load_model
 from .objectives import Objective, layer_weights
@@ -28,16 +29,16 @@ from .param import resize_image
 from .record import Run, build_record
 from .texture import DEFAULT_MODEL
 
-CONTENT_LAYERS = "conv4_2"                                          # Gatys et al. 2016
-STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")  # each 1/5
+CONTENT_LAYERS = KNOWN_DEFAULTS["vgg16"]["content"]   # on VGG16, Gatys et al. 2016
+STYLE_LAYERS = KNOWN_DEFAULTS["vgg16"]["style"]       # each 1/5
 STYLE_LOSSES = ("gram", "swd")
 STYLE_WEIGHTS = {"gram": 1.0, "swd": 300.0}   # per loss: swd is ~200x smaller than Gram on VGG16
 COLOR_MODES = ("none", "luminance", "histogram")
 POOLS = ("max", "avg")
 
 
-def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL, content_layers=CONTENT_LAYERS,
-                   style_layers=STYLE_LAYERS, content_weight: float = 1.0, style_weight: float | None = None,
+def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL, content_layers=None,
+                   style_layers=None, content_weight: float = 1.0, style_weight: float | None = None,
                    tv_weight: float = 0.0, style_loss: str = "gram", style_blend=None, style_scale: float = 1.0,
                    init: str = "content", pool: str = "max", preserve_color: str = "none", size=512,
                    scales: int = 1, optimizer: str = "lbfgs", steps: int = 300, lr: float = 1.0,
@@ -52,6 +53,8 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         model: an ONNX path or a loaded FeatureModel.
         content_layers, style_layers: layer names, a {name: weight} dict, or a string
             "conv1_1:1,conv2_1:0.8,…"; a layer given without a weight gets 1/L (L = layers in the list).
+            None: the model's defaults (`geometry.default_layers`: Gatys' conv4_2 and conv1_1 … conv5_1 on
+            VGG16, else its middle stage and one layer per stage).
         content_weight, style_weight, tv_weight: the three terms' weights; `style_weight` None takes
             `STYLE_WEIGHTS[style_loss]`. TV is per pixel, so its weight does not depend on the size.
         style_loss: "gram" (Gatys) or "swd" (sliced Wasserstein, Heitz et al. 2021).
@@ -86,12 +89,12 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     options.update(style_weight=style_weight, style_blend=blend)
 
     model = _with_pool(model, pool, preprocess, device)
-    content_w = parse_layers(content_layers, "content", known=model)
-    style_w = parse_layers(style_layers, "style", known=model)
+    content_img, notes = _read(content, size)
+    content_w = parse_layers(choose_layers(model, content_layers, "content", notes, progress), "content", known=model)
+    style_w = parse_layers(choose_layers(model, style_layers, "style", notes, progress), "style", known=model)
     for name in [*content_w, *style_w]:
         model.resolve(name)
     layers = list(dict.fromkeys([*content_w, *style_w]))
-    content_img, notes = _read(content, size)
     style_imgs = []
     for s in styles:
         img, more = _read(s, None)
@@ -258,13 +261,10 @@ def _style_size(shape, h: int, w: int, scale: float, min_side: int) -> tuple[int
 
 
 def _with_pool(model, pool: str, preprocess, device) -> FeatureModel:
-    """The model with the pooling asked for (a loaded model with other pooling is rebuilt around its graph)."""
+    """The model with the pooling asked for (a loaded model with other pooling shares its graph and weights)."""
     if not isinstance(model, FeatureModel):
         return load_model(model, preprocess=preprocess, pool=pool, device=device)
-    if model.pool == pool:
-        return model
-    return FeatureModel(model.proto, path=model.path, sha256=model.sha256, preprocess=model.preprocess, pool=pool,
-                        device=model.device)
+    return model.variant(pool=pool)
 
 
 def _read(image, size) -> tuple[torch.Tensor, list[str]]:

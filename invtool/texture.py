@@ -3,10 +3,11 @@
 Three statistics: `gram` (Gram matrices, Gatys), `sorted` (each channel's sorted activations, a 1-D
 optimal transport per channel) and `swd` (sliced Wasserstein over random projections of the channel
 vectors, Heitz et al. 2021). All are independent of the pixel count, so the output may have any size and
-`tile=True` makes it wrap around seamlessly: the model sees the image padded circularly, so its
-wrap-around seams are interior, and the statistics are taken over the features of the image's own
-extent (the padding cropped off), so no part counts twice (deterministic, so L-BFGS's line search
-still works; a random circular shift per step would not).
+`tile=True` makes it wrap around seamlessly: the output is optimised through the network with circular
+padding in every convolution and pool (`FeatureModel.variant(padding="circular")`), so the network sees
+the image as a torus, its wrap-around seams are interior at every layer whatever the receptive field,
+and the statistics cover exactly one period (deterministic, so L-BFGS's line search still works; a
+random circular shift per step would not). The source's statistics come from the model as it is.
 
 Example:
     >>> run = synthesize_texture("examples/textures/brick.png", out_size=(384, 256), tile=True)
@@ -19,21 +20,21 @@ import torch
 
 from . import losses
 from .errors import InvtoolError, close_matches
+from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
 from .image import fit_size, read_image
 from .model import FeatureModel, load_model
 from .objectives import Objective
 from .optimize import check_memory, optimize, require_size
 from .record import Run, build_record
-from .transforms import wrap_pad
 
 DEFAULT_MODEL = "models/vgg16.onnx"
-GATYS_LAYERS = ("conv1_1", "pool1", "pool2", "pool3", "pool4")
+GATYS_LAYERS = KNOWN_DEFAULTS["vgg16"]["texture"]   # Gatys et al. 2015
 LOSSES = ("gram", "sorted", "swd")
 WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")
 INIT_NOISE = 0.2   # the range of the starting noise around the source's mean colour (see initial_noise)
 
 
-def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=GATYS_LAYERS,
+def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None,
                        layer_weights="uniform", loss: str = "gram", gram_norm: str = "gatys",
                        pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
                        tile: bool = False, scales: int = 2, optimizer: str | None = None, steps: int = 200,
@@ -44,7 +45,8 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     Args:
         source: an image file or a `[1, 3, H, W]` tensor in [0, 1].
         model: an ONNX path or a loaded FeatureModel.
-        layers: the layers whose statistics are matched (names or ONNX tensor names).
+        layers: the layers whose statistics are matched (names or ONNX tensor names); None: the model's
+            defaults (`geometry.default_layers`: Gatys' conv1_1, pool1..pool4 on VGG16, else one per stage).
         layer_weights: one number per layer, or "uniform" | "increasing" | "decreasing" |
             "inverse-channels" (each normalised to sum to 1; uniform is Gatys' 1/L).
         loss: "gram" | "sorted" | "swd".
@@ -74,24 +76,25 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     options.update(optimizer=optimizer, lr=lr)
     model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
                                                                      device=device)
-    layers = list(layers)
+    src, notes = (read_image(source, size) if isinstance(source, (str, Path))
+                  else (source.detach().float().cpu(), []))
+    layers = list(choose_layers(model, layers, "texture", notes, progress))
     for name in layers:
         model.resolve(name)
     weights = layer_weighting(model, layers, layer_weights)
-    src, notes = (read_image(source, size) if isinstance(source, (str, Path))
-                  else (source.detach().float().cpu(), []))
     require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
     ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
 
-    # tiling pads circularly by a multiple of 16 (VGG16's pool4 stride, so cropping the features is exact)
-    pad = 16 * max(1, min(oh, ow) // 128) if tile else 0
-    check_memory(model, layers, oh + 2 * pad, ow + 2 * pad)   # before allocating anything that large
-    objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed, pad=pad)
+    if tile and (period := max(stride(model, n) for n in layers)) and (oh % period or ow % period):
+        notes.append(f"the output {ow}x{oh} is not a multiple of the layers' stride {period}: the deepest "
+                     f"layers wrap only approximately; a multiple of {period} wraps exactly")
+    check_memory(model, layers, oh, ow)   # before allocating anything that large
+    objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
     init = initial_noise(src, oh, ow, seed)
-    result = optimize(model, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
-                      tol=tol, scales=scales, transforms=wrap_pad(pad) if tile else None,
-                      callback=callback, save_every=save_every, seed=seed, progress=progress, wrap=tile)
-    metrics = {"gatys_loss": gatys_texture_loss(model, src, result.image)}
+    result = optimize(model.variant(padding="circular") if tile else model, objective, init, optimizer=optimizer,
+                      lr=lr, steps=steps, lr_schedule=lr_schedule, tol=tol, scales=scales, callback=callback,
+                      save_every=save_every, seed=seed, progress=progress, wrap=tile)
+    metrics = {"gram_loss": gram_texture_loss(model, src, result.image, layers)}
     record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
     record["layer_weights"] = weights
     return Run(result.image, record, {"source": src}, result.snapshots)
@@ -109,35 +112,22 @@ def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0) -> torch.
 
 
 def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights, *, loss: str = "gram",
-                      gram_norm: str = "gatys", seed: int = 0, pad: int = 0) -> Objective:
-    """The weighted sum over layers of one statistic loss against the source's features (computed once).
-
-    `pad`: the image reaches the model padded circularly by this many pixels (tiling); each feature map
-    is cropped back to the image's own extent first, so the statistics cover exactly one period.
-    """
+                      gram_norm: str = "gatys", seed: int = 0) -> Objective:
+    """The weighted sum over layers of one statistic loss against the source's features (computed once)."""
     with torch.no_grad():
         feats = model.features(source.to(model.device), layers)
     generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
-
-    def own(f, x):
-        """`f` without the part of the padding: the padded input is x's size + 2 * pad."""
-        if not pad:
-            return f
-        (fh, fw), (h, w) = f.shape[-2:], x.shape[-2:]
-        ch, cw = round(pad * fh / (h + 2 * pad)), round(pad * fw / (w + 2 * pad))
-        return f[..., ch:fh - ch, cw:fw - cw]
 
     terms = []
     for name, w in zip(layers, weights):
         if loss == "gram":
             target = losses.gram_matrix(feats[name], gram_norm)
-            fn = lambda f, x, n=name, t=target: losses.gram_loss(losses.gram_matrix(own(f[n], x), gram_norm), t)
+            fn = lambda f, x, n=name, t=target: losses.gram_loss(losses.gram_matrix(f[n], gram_norm), t)
         elif loss == "sorted":
             target = losses.sorted_channels(feats[name])
-            fn = lambda f, x, n=name, t=target: losses.sorted_loss(own(f[n], x), t)
+            fn = lambda f, x, n=name, t=target: losses.sorted_loss(f[n], t)
         else:
-            fn = lambda f, x, n=name, t=feats[name]: losses.sliced_wasserstein_loss(own(f[n], x), t,
-                                                                                    generator=generator)
+            fn = lambda f, x, n=name, t=feats[name]: losses.sliced_wasserstein_loss(f[n], t, generator=generator)
         terms.append(w * Objective(fn, [name], name=f"{loss}:{name}"))
     return sum(terms)
 
@@ -164,30 +154,32 @@ def layer_weighting(model: FeatureModel, layers, spec) -> list[float]:
     return [r / sum(raw) for r in raw]
 
 
-def gatys_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor,
-                       layers=GATYS_LAYERS) -> float:
-    """The evaluator every texture is judged by: Gatys' Gram loss, 1/5 each on conv1_1, pool1..pool4."""
+def gram_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor, layers) -> float:
+    """The evaluator textures are judged by: Gatys' Gram loss, 1/L on each of `layers` (the run's own, so
+    that runs with other losses or weights are comparable; Gatys' conv1_1, pool1..pool4 on VGG16)."""
     return texture_objective(model, source, layers, [1.0 / len(layers)] * len(layers)).at(model, image)
 
 
 def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
     """One texture per (layer set, weighting), side by side in a labelled contact sheet.
 
-    The seeds' layer and weighting studies as one call; by default Gatys et al.'s progression
-    conv1_1, +pool1, +pool2, … up to pool4.
+    The seeds' layer and weighting studies as one call; by default the progression of the model's
+    default texture layers: on VGG16 Gatys et al.'s conv1_1, +pool1, +pool2, … up to pool4.
 
     Example:
         >>> run = texture_sweep("brick.png", layer_sets=[["conv1_1"], ["conv1_1", "pool1", "pool2"]])
     """
     from .image import contact_sheet
 
-    layer_sets = [list(s) for s in layer_sets] if layer_sets else [list(GATYS_LAYERS[:k]) for k in range(1, 6)]
     weightings = list(weightings) if weightings else [kwargs.pop("layer_weights", "uniform")]
     kwargs.pop("layer_weights", None)
     model = kwargs.pop("model", DEFAULT_MODEL)
     if not isinstance(model, FeatureModel):   # load once for all runs
         model = load_model(model, preprocess=kwargs.pop("preprocess", None), pool=kwargs.pop("pool", "max"),
                            device=kwargs.pop("device", None))
+    defaults = default_layers(model, "texture")
+    layer_sets = ([list(s) for s in layer_sets] if layer_sets
+                  else [defaults[:k] for k in range(1, len(defaults) + 1)])
     runs, labels = [], []
     for layers, weighting in itertools.product(layer_sets, weightings):
         run = synthesize_texture(source, model=model, layers=layers, layer_weights=weighting, **kwargs)

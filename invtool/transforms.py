@@ -76,17 +76,6 @@ def _affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def wrap_pad(px: int) -> Transform:
-    """Pad the image circularly by `px` on each side: the model sees its wrap-around seams as interior.
-
-    Deterministic (unlike `random_roll`), so it suits L-BFGS, whose line search needs one function; the
-    statistics then count a `px` strip of each border twice.
-    """
-    def t(x, generator):
-        return F.pad(x, (px, px, px, px), mode="circular") if px > 0 else x
-    return t
-
-
 def compose(*transforms: Transform) -> Transform:
     """Apply the transforms in order."""
     def t(x, generator):

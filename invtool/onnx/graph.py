@@ -37,6 +37,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..errors import InvtoolError
+from .circular import PADDED_OPS, circular
 from .registry import HOST_INPUTS, MULTI_OUTPUT, check_node, domain_key, find_converter
 
 SHAPE_OPS = {"Shape", "Size"}  # default-domain ops whose output is read from the input's shape alone
@@ -103,7 +104,7 @@ def _to_device_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.to(like.device)
 
 
-def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
+def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = "zeros",
           weights: dict[str, torch.Tensor] | None = None) -> fx.GraphModule:
     """A module computing `outputs` (tensor names) from the graph's non-initializer inputs.
 
@@ -111,6 +112,8 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
         model: the ONNX model.
         outputs: tensor names; the module returns them as a tuple in this order.
         pool: "avg" swaps every MaxPool for an AveragePool of the same geometry (Gatys et al.).
+        padding: "circular" makes every padded Conv and pool wrap around (see circular.py), for images
+            that tile; "zeros" (the default) keeps the model's own padding.
         weights: the model's initializers as torch tensors, already on the device the module will run
             on, to share them between several modules; values read at build time come from the file.
 
@@ -123,7 +126,7 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
     device = next((w.device for w in weights.values() if w.is_floating_point()), torch.device("cpu"))
     stored = {t.name: t for t in g.initializer}
     nodes = needed_nodes(g, outputs)
-    converters = [_converter_for(n, opsets, pool) for n in nodes]  # fail early: nothing half-built
+    converters = [_converter_for(n, opsets, pool, padding) for n in nodes]  # fail early: nothing half-built
     used = {i for n in nodes for i in n.input} | set(outputs)
     for node, (fn, _) in zip(nodes, converters):
         extra = [o for o in node.output[1:] if o in used]
@@ -208,7 +211,7 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max",
     return module
 
 
-def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str):
+def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str, padding: str = "zeros"):
     """(converter, attributes) of a node, checked against the converter's signature."""
     attrs = node_attributes(node)
     op, domain = node.op_type, domain_key(node.domain)
@@ -226,6 +229,8 @@ def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str):
     while n_inputs and node.input[n_inputs - 1] == "":
         n_inputs -= 1
     check_node(fn, node.op_type, node.name, opset, n_inputs, attrs, domain)
+    if padding == "circular" and domain == "" and op in PADDED_OPS:
+        fn = circular(fn)
     return fn, attrs
 
 

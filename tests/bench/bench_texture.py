@@ -1,6 +1,6 @@
 """Texture synthesis: invtool's defaults against the seeds' approach (tests/bench/baseline.py), one run.
 
-Both are judged by the same evaluator, Gatys' Gram loss on conv1_1, pool1..pool4 (`gatys_texture_loss`),
+Both are judged by the same evaluator, Gatys' Gram loss on conv1_1, pool1..pool4 (`gram_texture_loss`),
 computed on images kept along the way, outside the timed loops. Printed:
 - the baseline's final evaluator loss after its step budget, its wall time, and the time invtool's
   defaults take to reach that loss (target: at most 1/5 of the baseline's time) at 256x256;
@@ -33,14 +33,14 @@ def worker(kind: str, size: int, steps: int, source: str) -> dict:
 
     import invtool
     from invtool.image import read_image
-    from invtool.texture import gatys_texture_loss, synthesize_texture
+    from invtool.texture import GATYS_LAYERS, gram_texture_loss, synthesize_texture
 
     torch.manual_seed(0)
     model = invtool.load_model(MODEL)
     src, _ = read_image(source, size)
     if kind == "baseline":
         out = baseline_texture(model, src, steps=steps, every=max(1, steps // 10))
-        trace = [(t, s, gatys_texture_loss(model, src, img)) for t, s, img in out["trace"]]
+        trace = [(t, s, gram_texture_loss(model, src, img, GATYS_LAYERS)) for t, s, img in out["trace"]]
         wall, done = out["wall_time"], out["steps"]
     else:
         kept, start = [], time.perf_counter()
@@ -52,8 +52,8 @@ def worker(kind: str, size: int, steps: int, source: str) -> dict:
         run = synthesize_texture(source, model=model, size=size, progress=False, callback=keep,
                                  **({"steps": steps} if steps else {}))
         wall, done = time.perf_counter() - start, run.record["steps"]   # with the set-up (targets, checks)
-        trace = [(t, s, gatys_texture_loss(model, src, img)) for t, s, img in kept]
-        trace.append((wall, done, run.record["metrics"]["gatys_loss"]))
+        trace = [(t, s, gram_texture_loss(model, src, img, GATYS_LAYERS)) for t, s, img in kept]
+        trace.append((wall, done, run.record["metrics"]["gram_loss"]))
     return {"kind": kind, "size": size, "steps": done, "wall_time": wall, "steps_per_sec": done / wall,
             "trace": trace, "final": min(v for _, _, v in trace),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
