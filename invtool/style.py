@@ -3,11 +3,12 @@ layers and takes the style images' feature statistics at others.
 
 The objective is `content_weight * Σ w_l MSE(F_l, P_l)` over the content layers `+ style_weight * Σ_s b_s
 Σ_l w_l L(F_l, S_l)` over the style images (blend weights `b_s`) and style layers, `L` the Gram loss
-(Gatys' normalisation) or the sliced Wasserstein loss, `+ tv_weight * TV / pixels`. Every target is
-computed for the size the engine asks at, so coarse-to-fine `scales` see the content at their own size
-and the style at the same scale relative to the output (`style_scale`). Colours: `preserve_color=
-"luminance"` transfers the style on luminance only and puts the content's chroma back; `"histogram"`
-matches the style images' colour histograms to the content's first (both from Gatys et al. 2016b).
+(Gatys' normalisation) or the sliced Wasserstein loss, `+ tv_weight * TV`, TV per pixel (`losses.tv_loss`,
+so its weight does not depend on the size). Every target is computed for the size the engine asks at, so
+coarse-to-fine `scales` see the content at their own size and the style at the same scale relative to
+the output (`style_scale`). Colours: `preserve_color="luminance"` transfers the style on luminance only
+and puts the content's chroma back; `"histogram"` matches the style images' colour histograms to the
+content's first (both from Gatys et al. 2016b).
 
 Example:
     >>> run = transfer_style("examples/images/chelsea.png", "examples/textures/ihc.png", size=384)
@@ -120,7 +121,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
                                 scale=style_scale, min_side=style_min, seed=seed)
     objective = content_weight * content_obj + style_weight * style_obj
     if tv_weight:
-        objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x) / x.numel(), name="tv")
+        objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")   # per pixel
     start = initial_image(init, target, style_imgs, blend, torch.Generator().manual_seed(seed))
     result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, callback=callback, save_every=save_every, seed=seed,

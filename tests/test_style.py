@@ -226,3 +226,14 @@ def test_cli_refuses_to_overwrite_an_input(tmp_path):
     result = CliRunner().invoke(main, ["style", str(CAT), str(style), "-o", str(style), "--steps", "1"])
     assert result.exit_code == 1 and "is the input image" in result.output
     assert style.read_bytes() == IHC.read_bytes()
+
+
+def test_tv_term_is_per_pixel(model):
+    """--tv-weight is "total variation per pixel": the TV term of one-pixel stripes is the hand-computed
+    Σ_c (W-1)/W = 3 (W-1)/W whatever the size (it was divided by the pixel count a second time)."""
+    for w in (16, 32):
+        stripes = (torch.arange(w) % 2).float().expand(1, 3, w, w).contiguous()
+        run = transfer_style(stripes, stripes, model=model, size=None, steps=1, optimizer="adam", lr=1e-6,
+                             content_weight=0.0, style_weight=0.0, tv_weight=1.0, content_layers="conv1_1",
+                             style_layers="conv1_1", progress=False)
+        assert run.record["history"]["terms"]["tv"][0] == pytest.approx(3 * (w - 1) / w, rel=1e-4)
