@@ -23,8 +23,9 @@ os.umask(_UMASK)
 def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.Tensor, list[str]]:
     """Read an image file as `[1, 3, H, W]` RGB float in [0, 1], plus notes on any conversion made.
 
-    Grayscale is repeated to RGB, alpha is composited on white, palette and 16-bit images are expanded;
-    each conversion adds a note for the run record. `size` resizes: an int sets the longer side (aspect
+    Grayscale is repeated to RGB, alpha is composited on white, palette and 16-bit images are expanded,
+    and a photo is turned upright as its EXIF orientation says (OpenCV's IMREAD_UNCHANGED, which keeps
+    alpha and 16-bit depth, ignores it); each conversion adds a note for the run record. `size` resizes: an int sets the longer side (aspect
     kept), a (width, height) pair sets both.
     """
     path = Path(path)
@@ -35,6 +36,9 @@ def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.T
     if img is None:
         raise InvtoolError(f"{path}: not an image OpenCV can read (PNG, JPEG, BMP, TIFF, WebP…)")
     notes = []
+    if (orientation := exif_orientation(data.tobytes())) > 1:
+        img = np.ascontiguousarray(orient(img, orientation))
+        notes.append(f"{path.name}: turned upright as its EXIF orientation ({orientation}) says")
     if data[:4].tobytes() == b"\x89PNG" and data.size > 25 and data[25] == 3:
         notes.append(f"{path.name}: palette image expanded to RGB")
     if img.dtype == np.uint16:
@@ -60,6 +64,56 @@ def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.T
         w, h = fit_size(x.shape[-1], x.shape[-2], size)
         x = resize_image(x, h, w)
     return x, notes
+
+
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF Orientation (1-8; 1 = upright as stored) of JPEG, PNG or WebP file bytes; 1 if none."""
+    exif = b""
+    if data[:2] == b"\xff\xd8":                       # JPEG: markers up to the scan; EXIF is an APP1 segment
+        i = 2
+        while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] not in (0xD9, 0xDA):
+            end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+            if data[i + 1] == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+                exif = data[i + 10:end]
+                break
+            i = end
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":          # PNG: an eXIf chunk
+        i = 8
+        while i + 8 <= len(data):
+            n = int.from_bytes(data[i:i + 4], "big")
+            if data[i + 4:i + 8] == b"eXIf":
+                exif = data[i + 8:i + 8 + n]
+                break
+            i += 12 + n
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # WebP: an EXIF chunk
+        i = 12
+        while i + 8 <= len(data):
+            n = int.from_bytes(data[i + 4:i + 8], "little")
+            if data[i:i + 4] == b"EXIF":
+                exif = data[i + 8:i + 8 + n].removeprefix(b"Exif\0\0")
+                break
+            i += 8 + n + n % 2
+    order = {b"II": "little", b"MM": "big"}.get(exif[:2])
+    if order is None or len(exif) < 8:
+        return 1
+    ifd = int.from_bytes(exif[4:8], order)           # the TIFF header's first IFD: 12-byte entries
+    count = int.from_bytes(exif[ifd:ifd + 2], order)
+    for e in range(ifd + 2, min(ifd + 2 + 12 * count, len(exif) - 11), 12):
+        if int.from_bytes(exif[e:e + 2], order) == EXIF_ORIENTATION_TAG:
+            value = int.from_bytes(exif[e + 8:e + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """An H x W (x C) array as stored, turned upright for EXIF `orientation` (6: rotate 90° clockwise)."""
+    t = np.swapaxes(img, 0, 1) if orientation >= 5 else img   # 5-8 swap the axes (a transpose) first
+    flip_rows, flip_cols = {2: (0, 1), 3: (1, 1), 4: (1, 0), 5: (0, 0), 6: (0, 1), 7: (1, 1), 8: (1, 0)}.get(
+        orientation, (0, 0))
+    return t[::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
 
 
 def fit_size(w: int, h: int, size: int | tuple[int, int]) -> tuple[int, int]:
