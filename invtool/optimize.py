@@ -286,7 +286,8 @@ def estimate_memory(model, layers, h: int, w: int, batch: int = 1) -> int:
     Measures what autograd saves for the backward pass at two small sizes; the difference is the part
     that grows with the pixel count (the weights it also saves do not), scaled to h x w and doubled for
     the gradients flowing back through it. Layers that run at one input size only (fully connected ones)
-    are measured at that size.
+    are measured at that size. The measurements are cached on the model, so only its first call for
+    these layers runs the model (every command checks memory before optimising, and `optimize` again).
     """
     if model.fixed_size(layers):
         return int(2 * batch * _saved_bytes(model, layers, model.min_size(layers)))
@@ -297,6 +298,16 @@ def estimate_memory(model, layers, h: int, w: int, batch: int = 1) -> int:
 
 
 def _saved_bytes(model, layers, side: int) -> int:
+    """Bytes autograd saves for the backward pass of one side x side image (cached on the model, per
+    layers, side, pooling, padding and device)."""
+    cache = vars(model).setdefault("_saved_bytes_cache", {})
+    key = (tuple(layers), side, getattr(model, "pool", None), getattr(model, "padding", None), str(model.device))
+    if key not in cache:
+        cache[key] = _measure_saved_bytes(model, layers, side)
+    return cache[key]
+
+
+def _measure_saved_bytes(model, layers, side: int) -> int:
     seen = {}
 
     def pack(t):

@@ -158,3 +158,17 @@ def test_memory_estimate(model, monkeypatch):
     monkeypatch.setattr("invtool.optimize.available_memory", lambda device: 2**30)
     with pytest.raises(InvtoolError, match=r"a 8000x6000 image through pool1 needs about \d+\.\d GB"):
         check_memory(model, LAYERS, 6000, 8000)
+
+
+def test_memory_estimate_runs_the_model_once_per_layers(model, monkeypatch):
+    layers = ["conv1_1", "conv2_1"]
+    first = estimate_memory(model, layers, 64, 64)   # measures (unless an earlier test did)
+    calls = []
+    features = model.features
+    monkeypatch.setattr(model, "features", lambda x, names: calls.append(tuple(x.shape)) or features(x, names))
+    assert estimate_memory(model, layers, 64, 64) == first and calls == []
+    assert estimate_memory(model, layers, 128, 64, batch=2) == pytest.approx(4 * first, rel=1e-3) and calls == []
+    obj = Objective(lambda f, x: f["conv2_1"].mean() + f["conv1_1"].mean(), layers, name="mean")
+    optimize(model, obj, noise(1), steps=3, progress=False)
+    assert calls == [(1, 3, 32, 32)] * 3   # the three steps, no measuring passes
+
