@@ -248,14 +248,26 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
                   notes=notes, device=str(device))
 
 
-def chain(results: list[Result]) -> Result:
-    """One Result for consecutive runs (restarts, then a run from their average): the last run's image,
-    loss and ending (interrupted: the best image of any run); histories, snapshots and times end to end,
-    each run's stages marked as scales."""
+def chain(results: list[Result], size: tuple[int, int] | None = None, notes=()) -> Result:
+    """One Result for consecutive runs: restarts then a run from their average (inversion), or the octaves
+    of DeepDream, each a run at a larger size.
+
+    The last run's image, loss and ending, except that an interrupted chain keeps the best image of the
+    runs at the last run's size (a run cut short after a few steps is worse than a finished one; a coarser
+    run's loss is not comparable). Histories, snapshots and times end to end, each run's stages marked as
+    scales. `size`: the final (h, w), to which an image of a chain that ended early is upsampled;
+    `notes`: the caller's, put first.
+    """
     last, offsets = results[-1], [0]
     if last.interrupted:
-        best = min((r for r in results if math.isfinite(r.loss)), key=lambda r: r.loss, default=last)
+        same = [r for r in results if math.isfinite(r.loss) and r.image.shape == last.image.shape]
+        best = min(same, key=lambda r: r.loss, default=last)
         last = replace(last, image=best.image, loss=best.loss)
+    notes = list(notes)
+    if size is not None and last.image.shape[-2:] != tuple(size):
+        (h, w), (lh, lw) = size, last.image.shape[-2:]
+        last = replace(last, image=resize_image(last.image, h, w))
+        notes.append(f"ended at {lw}x{lh} (run {len(results)} of the chain); the image was upsampled to {w}x{h}")
     for r in results[:-1]:
         offsets.append(offsets[-1] + r.steps)
     steps, wall = offsets[-1] + last.steps, sum(r.wall_time for r in results)
@@ -267,7 +279,7 @@ def chain(results: list[Result]) -> Result:
         scale_starts=[o + s for o, r in zip(offsets, results) for s in r.scale_starts],
         snapshots=[(o + step, img) for o, r in zip(offsets, results) for step, img in r.snapshots],
         stopped_early=any(r.stopped_early for r in results),
-        notes=list(dict.fromkeys(n for r in results for n in r.notes)))
+        notes=list(dict.fromkeys([*notes, *(n for r in results for n in r.notes)])))
 
 
 def require_size(model, layers, h: int, w: int, what: str = "the image") -> None:

@@ -16,7 +16,7 @@ Example:
     >>> dream = visualize("conv4_2", image="examples/images/astronaut.png", octaves=3)
 """
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from .image import contact_sheet, fit_size, read_image
 from .model import FeatureModel, load_model
 from .objectives import Objective, channel, neuron, on_image
 from .objectives import layer as layer_energy
-from .optimize import Result, optimize, require_size
+from .optimize import Result, chain, optimize, require_size
 from .param import fourier, pixel, resize_image
 from .record import Run, build_record
 from .texture import DEFAULT_MODEL
@@ -342,23 +342,4 @@ def _dream(model, objective, start, make_param, octaves, octave_scale, *, steps,
             break
     if len(results) == 1 and not notes:
         return results[0]
-    return _merge(results, (h, w), notes)
-
-
-def _merge(results: list[Result], size, notes) -> Result:
-    """The Results of consecutive octaves as one: histories joined, the last image at the final size."""
-    last, offset, starts, snapshots = results[-1], 0, [], []
-    for r in results:
-        starts += [offset + s for s in r.scale_starts]
-        snapshots += [(offset + s, x) for s, x in r.snapshots]
-        offset += r.steps
-    image = last.image
-    if image.shape[-2:] != tuple(size):
-        image = resize_image(image, *size)
-        notes = notes + [f"ended at octave {len(results)}; the image was upsampled"]
-    wall = sum(r.wall_time for r in results)
-    return replace(last, image=image, history=[v for r in results for v in r.history],
-                   term_history={k: [v for r in results for v in r.term_history[k]] for k in last.term_history},
-                   steps=offset, wall_time=wall, steps_per_sec=offset / wall if wall > 0 else 0.0,
-                   sizes=[s for r in results for s in r.sizes], scale_starts=starts, snapshots=snapshots,
-                   notes=notes + [n for r in results for n in r.notes])
+    return chain(results, (h, w), notes)

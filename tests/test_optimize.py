@@ -7,7 +7,7 @@ import torch
 
 from invtool import InvtoolError, losses
 from invtool.objectives import Objective
-from invtool.optimize import chain, check_memory, estimate_memory, optimize
+from invtool.optimize import Result, chain, check_memory, estimate_memory, optimize
 
 LAYERS = ["conv1_1", "pool1"]
 SGD_LR = 1e-7   # plain gradient steps: this Gram loss is ~1e8, its gradients are large in pixel units
@@ -172,3 +172,16 @@ def test_memory_estimate_runs_the_model_once_per_layers(model, monkeypatch):
     optimize(model, obj, noise(1), steps=3, progress=False)
     assert calls == [(1, 3, 32, 32)] * 3   # the three steps, no measuring passes
 
+
+def fake_result(size, loss, steps=2, interrupted=False, note="n"):
+    return Result(image=torch.full((1, 3, size, size), loss), loss=loss, history=[loss] * steps,
+                  term_history={"t": [loss] * steps}, steps=steps, wall_time=1.0, steps_per_sec=steps,
+                  sizes=[(size, size)], scale_starts=[0], interrupted=interrupted, notes=[note])
+
+
+def test_chain_of_octaves_upsamples_the_last_image_and_never_takes_a_coarser_one():
+    octaves = [fake_result(8, 0.1), fake_result(16, 0.5, interrupted=True)]   # the coarse loss is lower
+    both = chain(octaves, (32, 32), ["skipped"])
+    assert both.image.shape == (1, 3, 32, 32) and torch.allclose(both.image, torch.full((1, 3, 32, 32), 0.5))
+    assert both.interrupted and both.loss == 0.5 and both.steps == 4 and both.scale_starts == [0, 2]
+    assert both.notes[0] == "skipped" and "upsampled to 32x32" in both.notes[1] and both.notes[2:] == ["n"]
