@@ -8,8 +8,9 @@ steps/s and histories compare across optimisers.
 What the loop does for every command:
 - the model is asked once per step for the union of the objective's layers;
 - coarse to fine (`scales=K`): the step budget is split over K sizes, from 1/2^(K-1) of the final size
-  up, each stage starting from the previous one's best image upsampled (scales too small for the
-  layers are dropped);
+  up, each stage starting from the previous one's best image upsampled, as the same kind of Param
+  (`Param.resize`: a pyramid stays a pyramid, Fourier stays Fourier); scales too small for the layers
+  are dropped;
 - the best image is kept on the device without a host sync (`torch.where`); the loss history is copied
   to the host every `window` steps, which is also when the progress bar, the early stop (relative
   improvement of the best loss over `window` steps below `tol`) and the non-finite check run
@@ -101,7 +102,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
             the fraction of the scale done returning the lr factor.
         tol: stop a scale when the best loss improved by less than this fraction over `window` steps.
         window: steps between host syncs (progress bar, early stop, non-finite check).
-        scales: coarse-to-fine stages (needs a resizable Param, as `pixel` is).
+        scales: coarse-to-fine stages (needs a resizable Param: pixel, pyramid and fourier are; each scale
+            starts from the previous one's best image as the same kind of Param).
         transforms: a random transform of the image before the model (jitter, roll), see transforms.py.
         callback: called after every step with a `Step`; returning True stops the run.
         save_every: keep a CPU snapshot of the image every N steps (0: none).
@@ -117,7 +119,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         raise InvtoolError(f"steps, scales and window must be at least 1 (got {steps}, {scales}, {window})")
     device = torch.device(model.device)
     param = init if isinstance(init, Param) else pixel(init.to(device))
-    if scales > 1 and param.resize is None:
+    if scales > 1 and param.remake is None:
         raise InvtoolError("coarse-to-fine scales need a resizable parameterisation such as pixel; use --scales 1")
     layers = list(objective.layers)
     with torch.no_grad():
@@ -159,11 +161,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
 
     with _stop_on_signals(stop):
         for scale, ((sh, sw), budget) in enumerate(zip(sizes, budgets)):
-            if scale > 0:
-                param = (param.resize(sh, sw, wrap) if best_img is None
-                         else pixel(resize_image(best_img, sh, sw, wrap=wrap)))
-            elif (sh, sw) != (h, w):
-                param = param.resize(sh, sw, wrap)
+            if scale > 0 or (sh, sw) != (h, w):   # the previous scale's best image, as the same kind of Param
+                param = param.resize(sh, sw, wrap, image=best_img)
             scale_starts.append(len(history))
             done, best_img, best_loss = 0, None, None
             opt = _make_optimizer(optimizer, param.params, lr)

@@ -2,8 +2,10 @@
 
 A `Param` holds the tensors to optimise (`params`) and `image_fn()`, which maps them to the image the
 model sees: `[N, 3, H, W]`, RGB in [0, 1] (`pyramid`: kept there by a prior, see it). `project`
-(optional) is applied before each evaluation (so after each step), and `resize` (optional) gives the same image as a new Param of another size, which is
-what lets the engine run coarse to fine. Unpacks as `params, image_fn = param` (lucent style).
+(optional) is applied before each evaluation (so after each step). `remake` (optional) builds the same
+kind of Param (same levels, same spectrum scaling) from an image of any size; `resize` uses it to give an
+image as a Param of another size, which is what lets the engine run coarse to fine without losing the
+parameterisation. Unpacks as `params, image_fn = param` (lucent style).
 
 Example:
     >>> params, image_fn = pixel(torch.rand(1, 3, 64, 64))
@@ -22,10 +24,22 @@ class Param:
     params: list[torch.Tensor]
     image_fn: Callable[[], torch.Tensor]
     project: Callable[[], None] | None = None
-    resize: Callable[..., "Param"] | None = None   # (h, w, wrap=False) -> Param
+    remake: Callable[[torch.Tensor], "Param"] | None = None  # image -> the same kind of Param from it
 
     def __iter__(self):
         return iter((self.params, self.image_fn))
+
+    def resize(self, h: int, w: int, wrap: bool = False, image: torch.Tensor | None = None) -> "Param":
+        """The same kind of Param at h x w, started from `image` (default: this Param's image) resized.
+
+        `image` lets the engine carry the *best* image of a scale, not the last one, into the next scale;
+        `wrap` resizes periodically (a tileable texture), see `resize_image`.
+        """
+        if self.remake is None:
+            raise ValueError("this parameterisation cannot be resized (it has no `remake`)")
+        with torch.no_grad():
+            image = self.image_fn() if image is None else image
+            return self.remake(resize_image(image.detach(), h, w, wrap=wrap))
 
 
 def pixel(init: torch.Tensor) -> Param:
@@ -40,10 +54,7 @@ def pixel(init: torch.Tensor) -> Param:
         with torch.no_grad():
             x.clamp_(0, 1)
 
-    def resize(h: int, w: int, wrap: bool = False) -> Param:
-        return pixel(resize_image(x.detach(), h, w, wrap=wrap))
-
-    return Param([x], lambda: x, project, resize)
+    return Param([x], lambda: x, project, pixel)
 
 
 def pyramid(init: torch.Tensor, levels: int = 5) -> Param:
@@ -73,11 +84,7 @@ def pyramid(init: torch.Tensor, levels: int = 5) -> Param:
     def image_fn():
         return fine + sum(F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False) for p in coarse)
 
-    def resize(new_h: int, new_w: int, wrap: bool = False) -> Param:
-        with torch.no_grad():
-            return pyramid(resize_image(image_fn(), new_h, new_w, wrap=wrap), levels)
-
-    return Param([fine, *coarse], image_fn, None, resize)
+    return Param([fine, *coarse], image_fn, None, lambda image: pyramid(image, levels))
 
 
 # The square root of ImageNet's RGB covariance (from lucid): colours are optimised in its decorrelated
@@ -129,11 +136,7 @@ def fourier(init: torch.Tensor | tuple[int, int, int, int], *, decay_power: floa
         flat = torch.fft.irfft2(torch.view_as_complex(spectrum) * scale, s=(h, w), norm="ortho") / _FOURIER_GAIN
         return torch.sigmoid(torch.einsum("ij,njhw->nihw", color, flat))
 
-    def resize(new_h: int, new_w: int, wrap: bool = False) -> Param:
-        with torch.no_grad():
-            return fourier(resize_image(image_fn(), new_h, new_w, wrap=wrap), decay_power=decay_power)
-
-    return Param([spectrum], image_fn, None, resize)
+    return Param([spectrum], image_fn, None, lambda image: fourier(image, decay_power=decay_power))
 
 
 def resize_image(x: torch.Tensor, h: int, w: int, clamp: bool = True, wrap: bool = False) -> torch.Tensor:

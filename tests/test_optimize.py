@@ -8,6 +8,7 @@ import torch
 from invtool import InvtoolError, losses
 from invtool.objectives import Objective
 from invtool.optimize import Result, chain, check_memory, estimate_memory, optimize
+from invtool.param import fourier, pyramid, resize_image
 
 LAYERS = ["conv1_1", "pool1"]
 SGD_LR = 1e-7   # plain gradient steps: this Gram loss is ~1e8, its gradients are large in pixel units
@@ -171,6 +172,37 @@ def test_memory_estimate_runs_the_model_once_per_layers(model, monkeypatch):
     obj = Objective(lambda f, x: f["conv2_1"].mean() + f["conv1_1"].mean(), layers, name="mean")
     optimize(model, obj, noise(1), steps=3, progress=False)
     assert calls == [(1, 3, 32, 32)] * 3   # the three steps, no measuring passes
+
+
+def brightness(layer="conv1_1"):
+    """Pushes every pixel up, without bound unless the parameterisation clamps (the layer term is 0)."""
+    return Objective(lambda f, x: 0 * f[layer].mean() - x.mean(), [layer], name="bright")
+
+
+def test_a_pyramid_stays_a_pyramid_at_the_next_scale_and_starts_from_the_best_image(model, monkeypatch):
+    seen, optimised = [], []
+    make = __import__("invtool.optimize", fromlist=["_make_optimizer"])._make_optimizer
+    monkeypatch.setattr("invtool.optimize._make_optimizer",
+                        lambda name, params, lr: optimised.append([p.shape[-1] for p in params]) or make(name, params, lr))
+    res = optimize(model, brightness(), pyramid(noise(1), levels=4), steps=8, scales=2, lr=0.05, progress=False,
+                   callback=lambda s: seen.append((s.scale, s.image.clone(), float(s.loss))))
+    assert res.sizes == [(16, 16), (32, 32)]
+    assert optimised == [[16, 8, 4, 2], [32, 16, 8, 4]]   # the pyramid's levels at both scales, not pixels
+    coarse = [(loss, img) for scale, img, loss in seen if scale == 0]
+    fine = [img for scale, img, _ in seen if scale == 1]
+    best = min(coarse, key=lambda c: c[0])[1]
+    assert torch.allclose(fine[0], resize_image(best, 32, 32), atol=1e-6)   # from the best image, upsampled
+    assert fine[-1].max() > 1   # unclamped (a range prior would keep it in [0, 1]); pixels would stop at 1
+    assert res.image.max() <= 1   # the result is clamped
+
+
+def test_fourier_stays_fourier_at_the_next_scale(model, monkeypatch):
+    optimised = []
+    make = __import__("invtool.optimize", fromlist=["_make_optimizer"])._make_optimizer
+    monkeypatch.setattr("invtool.optimize._make_optimizer",
+                        lambda name, params, lr: optimised.append([tuple(p.shape) for p in params]) or make(name, params, lr))
+    optimize(model, brightness(), fourier(noise(1)), steps=4, scales=2, progress=False)
+    assert optimised == [[(1, 3, 16, 9, 2)], [(1, 3, 32, 17, 2)]]   # a spectrum at each scale
 
 
 def fake_result(size, loss, steps=2, interrupted=False, note="n"):
