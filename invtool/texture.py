@@ -14,6 +14,7 @@ Example:
     >>> run.save("out/brick.png", report=True)
 """
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -43,7 +44,9 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
 
     Args:
-        source: an image file or a `[1, 3, H, W]` tensor in [0, 1].
+        source: an image file or a `[1, 3, H, W]` tensor in [0, 1]. A grey source (channels equal within
+            1/255) gives a grey result: from coloured noise its Gram statistics, which hardly pin the
+            colours, left a blue-and-yellow tint.
         model: an ONNX path or a loaded FeatureModel.
         layers: the layers whose statistics are matched (names or ONNX tensor names); None: the model's
             defaults (`geometry.default_layers`: Gatys' conv1_1, pool1..pool4 on VGG16, else one per stage).
@@ -90,25 +93,45 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
                      f"layers wrap only approximately; a multiple of {period} wraps exactly")
     check_memory(model, layers, oh, ow)   # before allocating anything that large
     objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
-    init = initial_noise(src, oh, ow, seed)
+    grey = is_grey(src)
+    if grey:
+        notes.append("grey source: grey result (grey starting noise, the model sees the channels' mean, so the "
+                     "three channels stay equal; Gram statistics of a grey source hardly pin the colours)")
+    init = initial_noise(src, oh, ow, seed, grey=grey)
     result = optimize(model.variant(padding="circular") if tile else model, objective, init, optimizer=optimizer,
                       lr=lr, steps=steps, lr_schedule=lr_schedule, tol=tol, scales=scales, callback=callback,
-                      save_every=save_every, seed=seed, progress=progress, wrap=tile)
+                      save_every=save_every, seed=seed, progress=progress, wrap=tile,
+                      transforms=to_grey if grey else None)
+    if grey:   # equal already (equal start, equal gradients); the mean makes it exact whatever the optimiser
+        result = replace(result, image=to_grey(result.image),
+                         snapshots=[(step, to_grey(x)) for step, x in result.snapshots])
     metrics = {"gram_loss": gram_texture_loss(model, src, result.image, layers)}
     record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
     record["layer_weights"] = weights
     return Run(result.image, record, {"source": src}, result.snapshots)
 
 
-def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """The start: the source's mean colour plus uniform noise of range `INIT_NOISE`.
+def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0, grey: bool = False) -> torch.Tensor:
+    """The start: the source's mean colour plus uniform noise of range `INIT_NOISE` (the same in the three
+    channels when `grey`).
 
     Gatys' full-range white noise leaves pixel-level colour noise that the Gram losses hardly see: on
     VGG16 (brick, 128 px, 200 L-BFGS steps, one scale) the Gram loss ends at 12.4 from white noise and
     6.9 from 0.5 +- 0.1; on ihc 7.9 from 0.5 +- 0.1 and 6.2 from its mean colour +- 0.1.
     """
-    noise = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) - 0.5
+    noise = torch.rand(1, 1 if grey else 3, h, w, generator=torch.Generator().manual_seed(seed)) - 0.5
     return (source.mean((2, 3), keepdim=True) + INIT_NOISE * noise).clamp(0, 1)
+
+
+def is_grey(image: torch.Tensor) -> bool:
+    """Whether an RGB image `[N, 3, H, W]` is grey: its three channels equal within 1/255."""
+    return bool((image.amax(1) - image.amin(1)).max() <= 1 / 255 + 1e-6)
+
+
+def to_grey(x: torch.Tensor, generator=None) -> torch.Tensor:
+    """The channels' mean in all three: as a transform, the model sees a grey image and every channel gets
+    the same gradient, so a grey start stays grey under any optimiser."""
+    return x.mean(1, keepdim=True).expand_as(x).contiguous()
 
 
 def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights, *, loss: str = "gram",

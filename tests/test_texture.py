@@ -69,6 +69,16 @@ def test_tile_wraps_seamlessly(model):
     assert any(_seam_and_interior(plain, axis)[0] > _seam_and_interior(plain, axis)[1] for axis in (0, 1))
 
 
+def test_grey_source_gives_grey_result(model):
+    """brick.png is grey; its Gram statistics hardly pin colour, and coloured starting noise came out
+    blue-and-yellow. A grey source now gives a grey result, and the record says why."""
+    run = synthesize_texture(BRICK, model=model, size=32, steps=8, **FAST)
+    x = run.image[0]
+    assert (x[0] - x[1]).abs().max() <= 1 / 255 and (x[1] - x[2]).abs().max() <= 1 / 255
+    assert x.std() > 0.02                                      # a texture, not a flat grey
+    assert any(n.startswith("grey source: grey result") for n in run.record["notes"])
+
+
 def test_layer_weightings(model):
     from invtool.texture import layer_weighting
 
