@@ -11,6 +11,7 @@ import sys
 import click
 
 from .errors import InvtoolError, OneLineErrors
+from .model import DEFAULT_MODEL
 
 
 class Size(click.ParamType):
@@ -65,7 +66,7 @@ def model_options(f):
                      help="avg swaps every max pooling for average pooling (smoother results, Gatys).")(f)
     f = click.option("--preprocess", default=None,
                      help="For ONNX models that do not bake it in: imagenet|caffe|tf|none.")(f)
-    return click.option("--model", default="models/vgg16.onnx", show_default=True,
+    return click.option("--model", default=DEFAULT_MODEL, show_default=True,
                         type=click.Path(dir_okay=False), help="ONNX model file.")(f)
 
 

@@ -33,14 +33,13 @@ from .errors import InvtoolError
 from .geometry import choose_layers, default_layers
 from .image import contact_sheet, fit_size, read_image
 from .metrics import reconstruction_metrics
-from .model import FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, load_model
 from .objectives import MAX_WEIGHT, Objective, layer_weights
 from .optimize import Result, chain, optimize, require_size
 from .param import pyramid, resize_image
 from .record import Run, build_record
 from .transforms import jitter as jitter_transform
 
-DEFAULT_MODEL = "models/vgg16.onnx"
 INITS = ("noise", "gray", "blur")
 PARAMS = ("pyramid", "pixel")
 PYRAMID_LEVELS = 5

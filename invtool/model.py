@@ -18,6 +18,8 @@ from .errors import InvtoolError, close_matches
 from .onnx.graph import build, initializers
 from .preprocess import Preprocess, resolve_preprocess
 
+DEFAULT_MODEL = "models/vgg16.onnx"   # every command's model when none is named (`make export-models` builds it)
+
 
 @dataclass(frozen=True)
 class LayerInfo:

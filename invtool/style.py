@@ -23,12 +23,11 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers
 from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
-from .model import FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, load_model
 from .objectives import Objective, layer_weights
 from .optimize import optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
-from .texture import DEFAULT_MODEL
 
 CONTENT_LAYERS = KNOWN_DEFAULTS["vgg16"]["content"]   # on VGG16, Gatys et al. 2016
 STYLE_LAYERS = KNOWN_DEFAULTS["vgg16"]["style"]       # each 1/5

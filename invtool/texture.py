@@ -23,12 +23,11 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
 from .image import fit_size, read_image
-from .model import FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, load_model
 from .objectives import Objective
 from .optimize import check_memory, optimize, require_size
 from .record import Run, build_record
 
-DEFAULT_MODEL = "models/vgg16.onnx"
 GATYS_LAYERS = KNOWN_DEFAULTS["vgg16"]["texture"]   # Gatys et al. 2015
 LOSSES = ("gram", "sorted", "swd")
 WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")

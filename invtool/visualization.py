@@ -23,13 +23,12 @@ import torch
 
 from .errors import InvtoolError, close_matches
 from .image import contact_sheet, fit_size, read_image
-from .model import FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, load_model
 from .objectives import Objective, channel, neuron, on_image
 from .objectives import layer as layer_energy
 from .optimize import Result, chain, optimize, require_size
 from .param import fourier, pixel, resize_image
 from .record import Run, build_record
-from .texture import DEFAULT_MODEL
 from .transforms import compose, jitter as jitter_transform, rotate as rotate_transform, scale as scale_transform
 
 PARAMS = ("fourier", "pixel")

@@ -246,3 +246,17 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     assert r.exit_code == 1 and r.output.strip().startswith("error: model file not found") and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["layers", str(tmp_path / "x.onnx"), "--size", "big"])
     assert r.exit_code == 2
+
+
+def test_one_default_model_for_every_command():
+    """DEFAULT_MODEL is defined once, in model.py: every API function and the CLI's --model default to it."""
+    import inspect
+
+    from invtool import cli, inversion, style, texture, visualization
+    from invtool.model import DEFAULT_MODEL
+
+    for fn in (texture.synthesize_texture, inversion.invert, style.transfer_style, visualization.visualize):
+        assert inspect.signature(fn).parameters["model"].default is DEFAULT_MODEL, fn.__name__
+    assert all(m.DEFAULT_MODEL is DEFAULT_MODEL for m in (texture, inversion, style, visualization, cli))
+    option = next(p for p in cli.main.commands["texture"].params if p.name == "model")
+    assert option.default == DEFAULT_MODEL
