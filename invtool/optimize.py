@@ -11,14 +11,17 @@ What the loop does for every command:
   up, each stage starting from the previous one's best image upsampled, as the same kind of Param
   (`Param.resize`: a pyramid stays a pyramid, Fourier stays Fourier); scales too small for the layers
   are dropped;
-- the best image is kept on the device without a host sync (`torch.where`); the loss history is copied
-  to the host every `window` steps, which is also when the progress bar, the early stop (relative
-  improvement of the best loss over `window` steps below `tol`) and the non-finite check run
-  (measured at 64 px on CPU, progress bar on: 0.92-1.07x the steps/s of a bare Adam loop);
+- the best image and the loss history are device buffers updated in place, without a host sync
+  (`_Run`); the history is copied to the host every `window` steps, which is also when the progress
+  bar, the early stop (relative improvement of the best loss over `window` steps below `tol`) and the
+  non-finite check run (measured at 64 px on CPU, progress bar on: 0.92-1.07x the steps/s of a bare
+  Adam loop);
 - Ctrl-C or SIGTERM ends the run at the next step with `interrupted=True` and the best image so far;
 - a non-finite loss stops the run, keeps the last finite image and names the term that blew up;
 - deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
-  random transform is drawn once per 20 iterations and held, since a line search needs one function.
+  random transform is drawn once per 20 iterations and held (`_HeldTransform`), since a line search
+  needs one function;
+- `chain` joins consecutive runs (restarts, DeepDream's octaves) into one Result.
 
 Example:
     >>> obj = Objective(lambda f, x: -f["conv4_1"][:, 12].mean(), layers=["conv4_1"], name="channel")
@@ -111,12 +114,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         progress: show a tqdm bar with the loss and steps/s.
         wrap: the image is periodic (a tileable texture): resize it periodically between scales.
     """
-    if optimizer not in OPTIMIZERS:
-        raise InvtoolError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-    if not callable(lr_schedule) and lr_schedule not in LR_SCHEDULES:
-        raise InvtoolError(f"unknown lr schedule {lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
-    if steps < 1 or scales < 1 or window < 1:
-        raise InvtoolError(f"steps, scales and window must be at least 1 (got {steps}, {scales}, {window})")
+    _check_options(optimizer, lr_schedule, steps, scales, window)
     device = torch.device(model.device)
     param = init if isinstance(init, Param) else pixel(init.to(device))
     if scales > 1 and param.remake is None:
@@ -131,120 +129,200 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     budgets = [steps // len(sizes)] * len(sizes)
     budgets[-1] += steps - sum(budgets)
 
-    generator = torch.Generator().manual_seed(seed)
-    # what the transforms draw from: `generator` itself for Adam and SGD (new draws each step); for L-BFGS a
-    # generator re-seeded from it at each call and rewound at each evaluation, so that all evaluations
-    # of one call (its line searches) see the same transform and so one deterministic function
-    draws, frozen = (generator, None) if optimizer != "lbfgs" else (torch.Generator(), None)
-    stop = threading.Event()        # set by SIGINT/SIGTERM
-    asked = []                      # the callback asked to stop
-    history: list[torch.Tensor] = []   # per step: [total, *terms], on the device until synced
-    host: list[list[float]] = []
-    snapshots, scale_starts = [], []
-    interrupted = stopped_early = False
-    reason = ""
-    best_img = best_loss = None
-    bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
-    start = time.perf_counter()
-
-    def sync():
-        """Copy new history to the host; return a reason to stop ('' to go on)."""
-        if len(host) < len(history):
-            new = torch.stack(history[len(host):]).tolist()
-            host.extend(new)
-            bar.set_postfix(loss=f"{new[-1][0]:.4g}", refresh=False)
-        bad = next((row for row in host[-window:] if not math.isfinite(row[0])), None)
-        if bad is not None:
-            term = next((name for name, v in zip(objective.names, bad[1:]) if not math.isfinite(v)), "the total")
-            return f"non-finite loss in term {term!r} at step {host.index(bad) + 1}"
-        return ""
-
-    with _stop_on_signals(stop):
-        for scale, ((sh, sw), budget) in enumerate(zip(sizes, budgets)):
-            if scale > 0 or (sh, sw) != (h, w):   # the previous scale's best image, as the same kind of Param
-                param = param.resize(sh, sw, wrap, image=best_img)
-            scale_starts.append(len(history))
-            done, best_img, best_loss = 0, None, None
-            opt = _make_optimizer(optimizer, param.params, lr)
-            base_lr = opt.param_groups[0]["lr"]
-
-            def closure():
-                nonlocal done, best_img, best_loss
-                if stop.is_set() or asked or done >= budget:
-                    raise _Stop
-                opt.zero_grad(set_to_none=True)
-                if frozen is not None:
-                    draws.set_state(frozen)
-                if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
-                    param.project()
-                img = param.image_fn()
-                seen = transforms(img, draws) if transforms else img
-                loss, terms = objective.evaluate(model.features(seen, layers), img)
-                loss.backward()
-                done += 1
-                img = img.detach()
-                history.append(torch.stack([loss.detach(), *(t.detach().reshape(()) for t in terms.values())]))
-                if best_img is None:
-                    best_img, best_loss = img.clone(), loss.detach().clone()
-                else:   # NaN never compares lower, so the best image always has a finite loss
-                    better = loss.detach() < best_loss
-                    best_img = torch.where(better, img, best_img)
-                    best_loss = torch.where(better, loss.detach(), best_loss)
-                bar.update(1)
-                step = len(history)
-                if save_every and step % save_every == 0:
-                    snapshots.append((step, img.cpu()))
-                if callback and callback(Step(step, scale, img, loss.detach(), terms)):
-                    asked.append(step)
-                return loss
-
-            try:
-                while done < budget:
-                    if optimizer != "lbfgs":
-                        factor = _lr_factor(lr_schedule, done / budget)
-                        opt.param_groups[0]["lr"] = base_lr * factor
-                        closure()
-                        opt.step()
-                    else:   # several iterations per call, so L-BFGS keeps its last line-search point
-                        if transforms:   # one draw per call: a line search needs one function
-                            draws.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-                            opt.state.clear()   # a new function: start the curvature memory afresh
-                            frozen = draws.get_state()
-                        before = best_loss
-                        opt.step(closure)
-                        if before is not None and not bool(best_loss < before):
-                            opt.state.clear()   # stalled (a failed line search at a kink): restart the memory
-                    if len(history) - len(host) >= window or done >= budget:
-                        reason = sync()
-                        if reason or (tol > 0 and _converged(host, scale_starts[-1], window, tol)):
-                            break
-            except _Stop:
-                pass
-            reason = reason or sync()
-            if stop.is_set():
-                interrupted, reason = True, "interrupted"
-            elif asked:
-                reason = f"the callback asked to stop at step {asked[0]}"
-            if reason:
-                stopped_early = not interrupted
+    view = _model_view(transforms, optimizer, seed)
+    run = _Run(objective.names, steps, window, save_every, callback, progress, notes)
+    with _stop_on_signals(run.stop):
+        for scale, (size, budget) in enumerate(zip(sizes, budgets)):
+            if scale > 0 or size != (h, w):   # the previous scale's best image, as the same kind of Param
+                param = param.resize(*size, wrap, image=run.best_img)
+            run.begin_scale(scale, size, budget)
+            _run_scale(run, model, objective, layers, param, view, optimizer, lr, lr_schedule, tol)
+            if run.end_scale(tol):
                 break
-            if done < budget:
-                stopped_early = True
-                notes.append(f"scale {scale + 1} ({sw}x{sh}) stopped early at step {done} of {budget}: "
-                             f"the loss improved by less than {tol:g} over {window} steps")
-    bar.close()
-    wall = time.perf_counter() - start
-    # clamped: an unclamped parameterisation (param.pyramid) may end slightly outside [0, 1]
-    image = (best_img if best_img is not None else param.image_fn().detach()).clamp(0, 1).cpu()
-    if image.shape[-2:] != (h, w):   # ended in a coarse scale: still return the requested size
-        image = resize_image(image, h, w)
-        notes.append(f"ended at scale {len(scale_starts)} of {len(sizes)}; the image was upsampled")
-    terms = {name: [row[i + 1] for row in host] for i, name in enumerate(objective.names)}
-    return Result(image=image, loss=float(best_loss) if best_loss is not None else math.nan,
-                  history=[row[0] for row in host], term_history=terms, steps=len(host), wall_time=wall,
-                  steps_per_sec=len(host) / wall if wall > 0 else 0.0, sizes=sizes, scale_starts=scale_starts,
-                  snapshots=snapshots, interrupted=interrupted, stopped_early=stopped_early, stop_reason=reason,
-                  notes=notes, device=str(device))
+    return run.result(param, (h, w), sizes, device)
+
+
+def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, optimizer: str,
+               lr: float, lr_schedule, tol: float) -> None:
+    """One scale: up to `run.budget` steps of `optimizer` on `param`, every evaluation recorded in `run`."""
+    opt = _make_optimizer(optimizer, param.params, lr)
+    base_lr = opt.param_groups[0]["lr"]
+
+    def closure():
+        if run.must_stop():
+            raise _Stop
+        opt.zero_grad(set_to_none=True)
+        if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
+            param.project()
+        img = param.image_fn()
+        loss, terms = objective.evaluate(model.features(view(img), layers), img)
+        loss.backward()
+        run.record(img.detach(), loss.detach(), terms)
+        return loss
+
+    try:
+        while run.done < run.budget:
+            if optimizer != "lbfgs":
+                opt.param_groups[0]["lr"] = base_lr * _lr_factor(lr_schedule, run.done / run.budget)
+                closure()
+                opt.step()
+            else:   # several iterations per call, so L-BFGS keeps its last line-search point
+                if isinstance(view, _HeldTransform):   # one draw per call: a line search needs one function
+                    view.redraw()
+                    opt.state.clear()   # a new function: start the curvature memory afresh
+                before = None if run.best_loss is None else run.best_loss.clone()
+                opt.step(closure)
+                if before is not None and not bool(run.best_loss < before):
+                    opt.state.clear()   # stalled (a failed line search at a kink): restart the memory
+            if run.sync_due() and (run.sync() or (tol > 0 and run.converged(tol))):
+                break
+    except _Stop:
+        pass
+
+
+class _Run:
+    """The state of one `optimize` call across its scales: step counters, the loss history, the best image
+    and loss of the current scale, snapshots, and why (if at all) the run ended early.
+
+    The history (one row per step: total, then each term) and the best image are device buffers written
+    in place, so a step costs no host sync and no new buffers; rows are copied to the host every `window`
+    steps (`sync`), which is when the progress bar, the early stop and the non-finite check look at them.
+    """
+
+    def __init__(self, names: list[str], steps: int, window: int, save_every: int, callback, progress: bool,
+                 notes: list[str]):
+        self.names, self.total, self.window, self.save_every, self.callback = names, steps, window, save_every, callback
+        self.notes = notes
+        self.history: torch.Tensor | None = None   # [steps, 1 + terms], allocated at the first step
+        self.host: list[list[float]] = []          # the rows of `history` synced so far
+        self.steps = 0                             # steps done, over all scales
+        self.scale, self.size, self.budget, self.done = 0, (0, 0), 0, 0   # the current scale and its steps done
+        self.scale_starts: list[int] = []
+        self.best_img: torch.Tensor | None = None  # of the current scale, on the device
+        self.best_loss: torch.Tensor | None = None
+        self.snapshots: list[tuple[int, torch.Tensor]] = []
+        self.stop = threading.Event()              # set by SIGINT/SIGTERM
+        self.asked_at: int | None = None           # the step at which the callback asked to stop
+        self.reason, self.interrupted, self.stopped_early = "", False, False
+        self.bar = tqdm(total=steps, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+        self.start = time.perf_counter()
+
+    def begin_scale(self, scale: int, size: tuple[int, int], budget: int) -> None:
+        self.scale, self.size, self.budget, self.done = scale, size, budget, 0
+        self.scale_starts.append(self.steps)
+        self.best_img = self.best_loss = None   # a new size: the next step allocates them
+
+    def must_stop(self) -> bool:
+        """A signal came, the callback asked, or this scale's budget is spent."""
+        return self.stop.is_set() or self.asked_at is not None or self.done >= self.budget
+
+    def record(self, img: torch.Tensor, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """Log one evaluated step: history row, best image (in place), progress, snapshot, callback."""
+        if self.history is None:
+            self.history = loss.new_empty(self.total, 1 + len(terms))
+        torch.stack([loss, *(t.detach().reshape(()) for t in terms.values())], out=self.history[self.steps])
+        self.steps += 1
+        self.done += 1
+        if self.best_img is None:
+            self.best_img, self.best_loss = img.clone(), loss.clone()
+        else:   # NaN never compares lower, so the best image always has a finite loss
+            better = loss < self.best_loss
+            torch.where(better, img, self.best_img, out=self.best_img)
+            torch.where(better, loss, self.best_loss, out=self.best_loss)
+        self.bar.update(1)
+        if self.save_every and self.steps % self.save_every == 0:
+            self.snapshots.append((self.steps, img.cpu()))
+        if self.callback and self.callback(Step(self.steps, self.scale, img, loss, terms)) and self.asked_at is None:
+            self.asked_at = self.steps
+
+    def sync_due(self) -> bool:
+        return self.steps - len(self.host) >= self.window or self.done >= self.budget
+
+    def sync(self) -> str:
+        """Copy new history rows to the host; return (and keep) a reason to stop: a non-finite loss, or ''."""
+        if len(self.host) < self.steps:
+            new = self.history[len(self.host):self.steps].tolist()
+            self.host.extend(new)
+            self.bar.set_postfix(loss=f"{new[-1][0]:.4g}", refresh=False)
+        bad = next((row for row in self.host[-self.window:] if not math.isfinite(row[0])), None)
+        if bad is not None:
+            term = next((name for name, v in zip(self.names, bad[1:]) if not math.isfinite(v)), "the total")
+            self.reason = f"non-finite loss in term {term!r} at step {self.host.index(bad) + 1}"
+        return self.reason
+
+    def converged(self, tol: float) -> bool:
+        """The best loss of this scale improved by less than `tol` (relative) over the last `window` steps."""
+        losses = [row[0] for row in self.host[self.scale_starts[-1]:]]
+        if len(losses) <= self.window:
+            return False
+        before, now = min(losses[:-self.window]), min(losses)
+        return before - now < tol * abs(before)
+
+    def end_scale(self, tol: float) -> bool:
+        """After a scale: True (with `reason` set) when the whole run ends here; a note when only the scale
+        stopped early (converged)."""
+        self.reason = self.reason or self.sync()
+        if self.stop.is_set():
+            self.interrupted, self.reason = True, "interrupted"
+        elif self.asked_at is not None:
+            self.reason = f"the callback asked to stop at step {self.asked_at}"
+        if self.reason:
+            self.stopped_early = not self.interrupted
+            return True
+        if self.done < self.budget:
+            self.stopped_early = True
+            (sh, sw) = self.size
+            self.notes.append(f"scale {self.scale + 1} ({sw}x{sh}) stopped early at step {self.done} of "
+                              f"{self.budget}: the loss improved by less than {tol:g} over {self.window} steps")
+        return False
+
+    def result(self, param: Param, size: tuple[int, int], sizes, device) -> Result:
+        """The Result: the last scale's best image, clamped (an unclamped parameterisation such as
+        param.pyramid may end slightly outside [0, 1]), at the requested size."""
+        self.bar.close()
+        wall = time.perf_counter() - self.start
+        image = (self.best_img if self.best_img is not None else param.image_fn().detach()).clamp(0, 1).cpu()
+        if image.shape[-2:] != size:   # ended in a coarse scale: still return the requested size
+            image = resize_image(image, *size)
+            self.notes.append(f"ended at scale {len(self.scale_starts)} of {len(sizes)}; the image was upsampled")
+        host = self.host
+        return Result(image=image, loss=float(self.best_loss) if self.best_loss is not None else math.nan,
+                      history=[row[0] for row in host],
+                      term_history={name: [row[i + 1] for row in host] for i, name in enumerate(self.names)},
+                      steps=len(host), wall_time=wall, steps_per_sec=len(host) / wall if wall > 0 else 0.0,
+                      sizes=sizes, scale_starts=self.scale_starts, snapshots=self.snapshots,
+                      interrupted=self.interrupted, stopped_early=self.stopped_early, stop_reason=self.reason,
+                      notes=self.notes, device=str(device))
+
+
+def _model_view(transforms: Transform | None, optimizer: str, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the model sees of an image: itself, or `transforms` of it drawing from a generator seeded with
+    `seed` (new draws at each step; held between L-BFGS calls, see `_HeldTransform`)."""
+    if transforms is None:
+        return lambda img: img
+    generator = torch.Generator().manual_seed(seed)
+    if optimizer == "lbfgs":
+        return _HeldTransform(transforms, generator)
+    return lambda img: transforms(img, generator)
+
+
+class _HeldTransform:
+    """A random transform that keeps one draw until `redraw()`, for L-BFGS: all evaluations of one call
+    (its line searches) must see one deterministic function, so each call redraws once and each
+    evaluation rewinds a private generator to the state that redraw left."""
+
+    def __init__(self, transform: Transform, source: torch.Generator):
+        self.transform, self.source, self.draws = transform, source, torch.Generator()
+        self.state = self.draws.get_state()
+
+    def redraw(self) -> None:
+        """A new transform: the private generator re-seeded from the run's."""
+        self.draws.manual_seed(int(torch.randint(2**62, (1,), generator=self.source)))
+        self.state = self.draws.get_state()
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        self.draws.set_state(self.state)
+        return self.transform(img, self.draws)
 
 
 def chain(results: list[Result], size: tuple[int, int] | None = None, notes=()) -> Result:
@@ -368,6 +446,15 @@ def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple
     return usable, notes
 
 
+def _check_options(optimizer: str, lr_schedule, steps: int, scales: int, window: int) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise InvtoolError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if not callable(lr_schedule) and lr_schedule not in LR_SCHEDULES:
+        raise InvtoolError(f"unknown lr schedule {lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+    if steps < 1 or scales < 1 or window < 1:
+        raise InvtoolError(f"steps, scales and window must be at least 1 (got {steps}, {scales}, {window})")
+
+
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
@@ -387,15 +474,6 @@ def _lr_factor(schedule, fraction: float) -> float:
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * fraction))
     return 1.0
-
-
-def _converged(host: list[list[float]], start: int, window: int, tol: float) -> bool:
-    """The best loss of this scale improved by less than `tol` (relative) over the last `window` steps."""
-    losses = [row[0] for row in host[start:]]
-    if len(losses) <= window:
-        return False
-    before, now = min(losses[:-window]), min(losses)
-    return before - now < tol * abs(before)
 
 
 @contextmanager

@@ -7,8 +7,9 @@ import torch
 
 from invtool import InvtoolError, losses
 from invtool.objectives import Objective
-from invtool.optimize import Result, chain, check_memory, estimate_memory, optimize
+from invtool.optimize import Result, _HeldTransform, _Run, chain, check_memory, estimate_memory, optimize
 from invtool.param import fourier, pyramid, resize_image
+from invtool.transforms import random_roll
 
 LAYERS = ["conv1_1", "pool1"]
 SGD_LR = 1e-7   # plain gradient steps: this Gram loss is ~1e8, its gradients are large in pixel units
@@ -203,6 +204,42 @@ def test_fourier_stays_fourier_at_the_next_scale(model, monkeypatch):
                         lambda name, params, lr: optimised.append([tuple(p.shape) for p in params]) or make(name, params, lr))
     optimize(model, brightness(), fourier(noise(1)), steps=4, scales=2, progress=False)
     assert optimised == [[(1, 3, 16, 9, 2)], [(1, 3, 32, 17, 2)]]   # a spectrum at each scale
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("lbfgs", 1.0)])
+def test_best_image_and_history_are_written_in_place(model, monkeypatch, optimizer, lr):
+    buffers = []
+    record = _Run.record
+
+    def spy(run, *args):
+        record(run, *args)
+        buffers.append((run.scale, run.best_img.data_ptr(), run.best_loss.data_ptr(), run.history.data_ptr()))
+
+    monkeypatch.setattr(_Run, "record", spy)
+    res = optimize(model, gram_objective(model, stripes()), noise(1), optimizer=optimizer, lr=lr, steps=12,
+                   scales=2, progress=False)
+    assert len(buffers) == 12 and len({b[3] for b in buffers}) == 1   # one history for the run
+    for scale in (0, 1):   # one best image and loss per scale
+        assert len({b[1:3] for b in buffers if b[0] == scale}) == 1
+    assert res.loss == pytest.approx(min(res.history[6:]), rel=1e-6)   # still the best of the last scale
+
+
+def test_held_transform_repeats_its_draw_until_redrawn():
+    held = _HeldTransform(random_roll(), torch.Generator().manual_seed(0))
+    x = torch.arange(64.0).reshape(1, 1, 8, 8).expand(1, 3, 8, 8)
+    draws = []
+    for _ in range(4):
+        held.redraw()
+        draws.append(held(x))
+        assert torch.equal(held(x), draws[-1]) and torch.equal(held(x), draws[-1])   # a line search's evaluations
+    assert len({tuple(d.flatten()[:2].tolist()) for d in draws}) > 1   # new draws at each call
+
+
+def test_lbfgs_with_random_transforms_is_deterministic_under_seed(model):
+    obj = gram_objective(model, stripes())
+    runs = [optimize(model, obj, noise(1), optimizer="lbfgs", lr=1.0, steps=8, seed=s, transforms=random_roll(),
+                     progress=False) for s in (3, 3)]
+    assert torch.equal(runs[0].image, runs[1].image) and runs[0].history == runs[1].history
 
 
 def fake_result(size, loss, steps=2, interrupted=False, note="n"):
