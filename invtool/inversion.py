@@ -33,7 +33,7 @@ from .errors import InvtoolError
 from .geometry import choose_layers, default_layers
 from .image import contact_sheet, fit_size, read_image
 from .metrics import reconstruction_metrics
-from .model import DEFAULT_MODEL, FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import MAX_WEIGHT, Objective, layer_weights
 from .optimize import Result, chain, optimize, require_size
 from .param import pyramid, resize_image
@@ -111,8 +111,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
                            f"{MAX_RESTARTS} samples (0: none) of 1 step or more")
     if sample_noise is not None and not (math.isfinite(sample_noise) and 0 <= sample_noise <= 1):
         raise InvtoolError(f"--sample-noise {sample_noise:g} is out of range; give a σ in [0, 1] (0.1 is usual)")
-    model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
-                                                                     device=device)
+    model = as_model(model, preprocess, pool, device)
     src, notes = read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), [])
     weights = parse_layers(model, choose_layers(model, layers, "invert", notes, progress))
     names = list(weights)
@@ -303,10 +302,8 @@ def compare_layers(image, *, layers=None, **kwargs) -> Run:
         >>> run = compare_layers("chelsea.png", layers=["conv1_1", "conv3_1", "conv5_1"], size=128)
         >>> print(metrics_table(run.record["runs"]))
     """
-    model = kwargs.pop("model", DEFAULT_MODEL)
-    if not isinstance(model, FeatureModel):   # load once for all runs
-        model = load_model(model, preprocess=kwargs.pop("preprocess", None), pool=kwargs.pop("pool", "max"),
-                           device=kwargs.pop("device", None))
+    model = as_model(kwargs.pop("model", DEFAULT_MODEL), kwargs.pop("preprocess", None), kwargs.get("pool", "max"),
+                     kwargs.pop("device", None))   # loaded once for all runs
     layers = [layers] if isinstance(layers, str) else list(layers or default_layers(model, "compare"))
     for name in layers:
         parse_layers(model, name)

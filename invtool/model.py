@@ -243,6 +243,15 @@ def load_model(path, preprocess=None, pool: str = "max", device=None) -> Feature
                         preprocess=pre, pool=pool, device=device)
 
 
+def as_model(model=DEFAULT_MODEL, preprocess=None, pool: str = "max", device=None) -> FeatureModel:
+    """The FeatureModel every command runs on: `model` loaded if it is a path (see `load_model`), else the
+    loaded model itself, as a variant sharing its graph and weights when its pooling is not `pool` (so a
+    run's record tells the pooling it really used); `preprocess` and `device` serve loading only."""
+    if isinstance(model, FeatureModel):
+        return model.variant(pool=pool)
+    return load_model(model, preprocess=preprocess, pool=pool, device=device)
+
+
 def _computed_tensors(proto: onnx.ModelProto, weights) -> dict[str, str]:
     """Node outputs that depend on the image (not constants or shape arithmetic on them) -> op type."""
     known, computed = set(weights), {}

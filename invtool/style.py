@@ -23,7 +23,7 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers
 from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
-from .model import DEFAULT_MODEL, FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, layer_weights
 from .optimize import optimize, require_size
 from .param import resize_image
@@ -88,7 +88,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
     options.update(style_weight=style_weight, style_blend=blend)
 
-    model = _with_pool(model, pool, preprocess, device)
+    model = as_model(model, preprocess, pool, device)
     content_img, notes = _read(content, size)
     content_w = parse_layers(choose_layers(model, content_layers, "content", notes, progress), "content", known=model)
     style_w = parse_layers(choose_layers(model, style_layers, "style", notes, progress), "style", known=model)
@@ -258,13 +258,6 @@ def _style_size(shape, h: int, w: int, scale: float, min_side: int) -> tuple[int
     k = scale * max(h, w) / max(sh, sw)
     k = max(k, min_side / min(sh, sw))
     return max(1, round(sh * k)), max(1, round(sw * k))
-
-
-def _with_pool(model, pool: str, preprocess, device) -> FeatureModel:
-    """The model with the pooling asked for (a loaded model with other pooling shares its graph and weights)."""
-    if not isinstance(model, FeatureModel):
-        return load_model(model, preprocess=preprocess, pool=pool, device=device)
-    return model.variant(pool=pool)
 
 
 def _read(image, size) -> tuple[torch.Tensor, list[str]]:

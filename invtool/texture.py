@@ -23,7 +23,7 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
 from .image import fit_size, read_image
-from .model import DEFAULT_MODEL, FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective
 from .optimize import check_memory, optimize, require_size
 from .record import Run, build_record
@@ -76,8 +76,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     optimizer = optimizer or ("adam" if loss == "swd" else "lbfgs")
     lr = lr or (1.0 if optimizer == "lbfgs" else 0.02)
     options.update(optimizer=optimizer, lr=lr)
-    model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
-                                                                     device=device)
+    model = as_model(model, preprocess, pool, device)
     src, notes = (read_image(source, size) if isinstance(source, (str, Path))
                   else (source.detach().float().cpu(), []))
     layers = list(choose_layers(model, layers, "texture", notes, progress))
@@ -195,10 +194,8 @@ def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
 
     weightings = list(weightings) if weightings else [kwargs.pop("layer_weights", "uniform")]
     kwargs.pop("layer_weights", None)
-    model = kwargs.pop("model", DEFAULT_MODEL)
-    if not isinstance(model, FeatureModel):   # load once for all runs
-        model = load_model(model, preprocess=kwargs.pop("preprocess", None), pool=kwargs.pop("pool", "max"),
-                           device=kwargs.pop("device", None))
+    model = as_model(kwargs.pop("model", DEFAULT_MODEL), kwargs.pop("preprocess", None), kwargs.get("pool", "max"),
+                     kwargs.pop("device", None))   # loaded once for all runs
     defaults = default_layers(model, "texture")
     layer_sets = ([list(s) for s in layer_sets] if layer_sets
                   else [defaults[:k] for k in range(1, len(defaults) + 1)])

@@ -23,7 +23,7 @@ import torch
 
 from .errors import InvtoolError, close_matches
 from .image import contact_sheet, fit_size, read_image
-from .model import DEFAULT_MODEL, FeatureModel, load_model
+from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, channel, neuron, on_image
 from .objectives import layer as layer_energy
 from .optimize import Result, chain, optimize, require_size
@@ -90,8 +90,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         raise InvtoolError(f"octaves must be at least 1 and the octave scale above 1 (got {octaves}, {octave_scale})")
     if steps < octaves:
         raise InvtoolError(f"{steps} steps cannot be shared by {octaves} octaves; use at least --steps {octaves}")
-    model = model if isinstance(model, FeatureModel) else load_model(model, preprocess=preprocess, pool=pool,
-                                                                     device=device)
+    model = as_model(model, preprocess, pool, device)
     read = {}   # layer -> the tensor its channel and neuron terms read
 
     def tensor_of(name):

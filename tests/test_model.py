@@ -260,3 +260,15 @@ def test_one_default_model_for_every_command():
     assert all(m.DEFAULT_MODEL is DEFAULT_MODEL for m in (texture, inversion, style, visualization, cli))
     option = next(p for p in cli.main.commands["texture"].params if p.name == "model")
     assert option.default == DEFAULT_MODEL
+
+
+def test_as_model_loads_a_path_or_switches_a_loaded_models_pooling(vgg16_conv_onnx):
+    """One loader for every command: a path is loaded; a loaded model comes back itself, or as a variant
+    sharing its graph and weights when the pooling asked for differs."""
+    from invtool.model import FeatureModel, as_model
+
+    model = as_model(vgg16_conv_onnx[0], device="cpu")
+    assert isinstance(model, FeatureModel) and model.pool == "max"
+    assert as_model(model) is model
+    avg = as_model(model, pool="avg")
+    assert avg.pool == "avg" and avg._weights is model._weights and as_model(avg, pool="avg") is avg

@@ -79,6 +79,16 @@ def test_grey_source_gives_grey_result(model):
     assert any(n.startswith("grey source: grey result") for n in run.record["notes"])
 
 
+def test_pool_applies_to_a_loaded_model(model):
+    """pool="avg" with a loaded max-pooling model runs with average pooling, as a path loaded with it
+    does (it was ignored for loaded models, so the record's pool was not what ran)."""
+    kw = dict(size=32, steps=2, layers=["conv1_1", "pool1", "pool2"], progress=False, pool="avg")
+    loaded = synthesize_texture(IHC, model=model, **kw)
+    from_path = synthesize_texture(IHC, model=VGG16_ONNX, device="cpu", **kw)
+    assert torch.equal(loaded.image, from_path.image)
+    assert loaded.record["metrics"] == from_path.record["metrics"]
+
+
 def test_layer_weightings(model):
     from invtool.texture import layer_weighting
 
