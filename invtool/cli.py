@@ -158,10 +158,11 @@ from .texture import GATYS_LAYERS, LOSSES, synthesize_texture  # noqa: E402
 @click.argument("source", type=click.Path(dir_okay=False))
 @output_options
 @model_options
-@click.option("--layers", default=None, help="Layers whose statistics to match  [default: the model's, see "
-              "`invtool layers MODEL --stages`; VGG16: " + ",".join(GATYS_LAYERS) + "]")
+@click.option("--layers", default=None, help="Layers whose statistics to match, LAYER[:WEIGHT],… (each once; "
+              "unweighted 1; weights divided by their sum)  [default: the model's, see `invtool layers MODEL "
+              "--stages`; VGG16: " + ",".join(GATYS_LAYERS) + "]")
 @click.option("--layer-weights", default="uniform", show_default=True,
-              help="Numbers, one per layer (1,0.5,…), or uniform|increasing|decreasing|inverse-channels.")
+              help="A weighting over --layers given without weights: uniform|increasing|decreasing|inverse-channels.")
 @click.option("--loss", type=click.Choice(LOSSES), default="gram", show_default=True,
               help="gram (Gatys), sorted (per-channel sorted activations), swd (sliced Wasserstein).")
 @click.option("--gram-norm", type=click.Choice(["gatys", "pixels", "elements", "none"]), default="gatys",
@@ -183,25 +184,17 @@ def texture(source, output, report, quiet, model, preprocess, pool, device, laye
     kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, loss=loss, gram_norm=gram_norm,
                   size=size, out_size=out_size[::-1] if out_size else None, tile=tile, progress=not quiet, **optim)
     if sweep or sweep_layers or sweep_weights:
-        run = texture_sweep(source, layer_weights=_weights(layer_weights),
+        run = texture_sweep(source, layer_weights=layer_weights.strip(),
                             layer_sets=[_names(s) for s in sweep_layers.split(";")] if sweep_layers else None,
-                            weightings=[_weights(w) for w in sweep_weights.split(";")] if sweep_weights else None,
+                            weightings=[w.strip() for w in sweep_weights.split(";")] if sweep_weights else None,
                             **kwargs)
     else:
-        run = synthesize_texture(source, layers=_names(layers or ""), layer_weights=_weights(layer_weights), **kwargs)
+        run = synthesize_texture(source, layers=layers or None, layer_weights=layer_weights.strip(), **kwargs)
     finish(run, output, report)
 
 
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
-
-
-def _weights(text: str):
-    """'uniform' stays a name; '1,0.5' becomes numbers."""
-    try:
-        return [float(w) for w in _names(text)]
-    except ValueError:
-        return text.strip()
 
 
 # --- visualize -----------------------------------------------------------------------------------
@@ -265,8 +258,9 @@ _INV = inspect.signature(invert_api).parameters
 @output_options
 @model_options
 @click.option("--layer", "layers", multiple=True,
-              help="Layer to reconstruct from, LAYER or LAYER:WEIGHT; repeat or comma-list for several "
-                   "(--layer conv3_1 --layer conv5_1:0.5)  [default: the model's middle stage; VGG16: conv3_1]")
+              help="Layer to reconstruct from, LAYER[:WEIGHT] (unweighted 1, weights as given); repeat or "
+                   "comma-list for several, each layer once (--layer conv3_1 --layer conv5_1:0.5)  [default: the "
+                   "model's middle stage; VGG16: conv3_1]")
 @click.option("--compare", default=None,
               help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet "
                    "and table; 'stages' for the model's stages.")
@@ -334,10 +328,11 @@ _STY = inspect.signature(transfer_style).parameters
 @output_options
 @model_options
 @click.option("--content-layers", default=None,
-              help="Layers whose features to keep, LAYER[:WEIGHT],…; unweighted layers get 1/L each  "
+              help="Layers whose features to keep, LAYER[:WEIGHT],… (each once; unweighted 1; weights as given)  "
                    f"[default: the model's middle stage; VGG16: {','.join(CONTENT_LAYERS)}]")
 @click.option("--style-layers", default=None,
-              help="Layers whose statistics to take, e.g. conv1_1:1,conv2_1:0.8; unweighted layers get 1/L each  "
+              help="Layers whose statistics to take, e.g. conv1_1:1,conv2_1:0.8 (each once; unweighted 1; weights "
+                   "divided by their sum)  "
                    f"[default: one per stage of the model; VGG16: {','.join(STYLE_LAYERS)}]")
 @click.option("--content-weight", type=float, default=_STY["content_weight"].default, show_default=True,
               help="Weight of the content term (mean squared feature difference).")

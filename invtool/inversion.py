@@ -65,7 +65,8 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
     Args:
         image: an image file or a `[1, 3, H, W]` tensor in [0, 1].
         model: an ONNX path or a loaded FeatureModel.
-        layers: a layer name, "name:weight", a list of those, or a {name: weight} dict (weights > 0); None:
+        layers: "LAYER[:WEIGHT],…", a list of "LAYER[:WEIGHT]", or a {name: weight} dict: each layer once,
+            weight 1 when none is given, the weights used as given (`objectives.layer_weights`); None:
             the model's default (`geometry.default_layers`: conv3_1 on VGG16, else its middle stage).
         size: resize the image (file or tensor) first: N (longer side) or (width, height); None keeps it. Fully connected
             layers override it with the input size they need (the record notes it).
@@ -241,12 +242,11 @@ def inversion_objective(model: FeatureModel, original: torch.Tensor, weights: di
 
 
 def parse_layers(model: FeatureModel, spec) -> dict[str, float]:
-    """{layer: weight} from "name", "name:weight", a list of those, or a dict (see `objectives.layer_weights`);
-    a repeated layer adds up, and every name is checked against the model."""
-    weights: dict[str, float] = {}
-    for name, w in layer_weights(spec, known=model):
+    """{layer: weight} by `objectives.layer_weights`' rule (unweighted 1, no repeats), weights as given;
+    every name is checked against the model."""
+    weights = layer_weights(spec, known=model)
+    for name in weights:
         _check_layer(model, name)
-        weights[name] = weights.get(name, 0.0) + w
     return weights
 
 

@@ -105,20 +105,27 @@ class Objective:
 MAX_WEIGHT = 1e4   # past this a term drowns all others: surely a typo
 
 
-def layer_weights(spec, what: str = "", default: float | None = 1.0, known=None) -> list[tuple[str, float]]:
-    """(name, weight) pairs, in order, from the ways commands and notebooks name weighted layers.
+def layer_weights(spec, what: str = "", known=None, normalise: bool = False) -> dict[str, float]:
+    """{name: weight}, in order: the one rule every command reads weighted layers by.
+
+    The rule: "LAYER[:WEIGHT],…" (or a list of "LAYER[:WEIGHT]" strings or (name, weight) pairs, or a
+    {name: weight} dict); a layer given without a weight gets 1; a layer listed twice is an error (the
+    weights would be ambiguous). The command then normalises: statistics (texture, style layers) take
+    `normalise`, the weights divided by their sum, since only their proportions matter and the loss weight
+    keeps its scale; feature matching (invert, style's content layers) takes them as given.
 
     Args:
-        spec: "conv1_1:1,conv2_1:0.8", a list of "name[:weight]" strings or (name, weight) pairs, or a
-            {name: weight} dict. Names are not checked against a model here; repeats are kept.
+        spec: the layers, as above. Names are not checked against a model here.
         what: the kind of layer, for error messages ("style", "content"; "" for plain layers).
-        default: the weight of a name given without one; None for 1/L, L the number of names.
         known: `name in known` for a model's names; a known name is never split at a colon, so a tf2onnx
             tensor such as "model/conv1/Relu:0" is a name, not "model/conv1/Relu" weighted 0.
+        normalise: divide the weights by their sum.
 
     Example:
         >>> layer_weights("conv3_1,fc6:0.5")
-        [('conv3_1', 1.0), ('fc6', 0.5)]
+        {'conv3_1': 1.0, 'fc6': 0.5}
+        >>> layer_weights("conv1_1,conv2_1:3", normalise=True)
+        {'conv1_1': 0.25, 'conv2_1': 0.75}
     """
     def split(part):   # "name:weight" -> (name, weight); a bare or known name -> (name, None)
         if not isinstance(part, str):
@@ -135,17 +142,20 @@ def layer_weights(spec, what: str = "", default: float | None = 1.0, known=None)
                  for p in (spec.split(",") if isinstance(spec, str) else spec)]
     if not items or any(not str(name).strip() for name, _ in items):
         raise InvtoolError(f"no {kind}s in {spec!r}; give names like conv1_1, or conv1_1:0.5,conv2_1")
-    pairs = []
+    weights: dict[str, float] = {}
     for name, w in items:
         try:
-            w = (1.0 / len(items) if default is None else default) if w is None else float(w)
+            w = 1.0 if w is None else float(w)
         except (TypeError, ValueError):
             raise InvtoolError(f"bad weight {w!r} for {kind} {name}; write {name}:0.5") from None
         if not (0 < w <= MAX_WEIGHT):
             raise InvtoolError(f"weight {w:g} for {kind} {name} is out of range; give a number in "
                                f"(0, {MAX_WEIGHT:g}]")
-        pairs.append((str(name), w))
-    return pairs
+        if str(name) in weights:
+            raise InvtoolError(f"{kind} {name} is listed twice in {spec!r}; give each layer once, with its weight")
+        weights[str(name)] = w
+    total = sum(weights.values()) if normalise else 1.0
+    return {name: w / total for name, w in weights.items()}
 
 
 # --- feature visualisation: quantities to maximise (the engine minimises, so optimise their negation) ---

@@ -51,8 +51,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
             output's size.
         styles: one style image (file or tensor) or a list of them.
         model: an ONNX path or a loaded FeatureModel.
-        content_layers, style_layers: layer names, a {name: weight} dict, or a string
-            "conv1_1:1,conv2_1:0.8,…"; a layer given without a weight gets 1/L (L = layers in the list).
+        content_layers, style_layers: "conv1_1:1,conv2_1:0.8,…", a list of "LAYER[:WEIGHT]" or a {name:
+            weight} dict, by `objectives.layer_weights`' rule: each layer once, weight 1 when none is given;
+            the style layers' weights are then divided by their sum (unweighted: 1/L each), the content
+            layers' are used as given.
             None: the model's defaults (`geometry.default_layers`: Gatys' conv4_2 and conv1_1 … conv5_1 on
             VGG16, else its middle stage and one layer per stage).
         content_weight, style_weight, tv_weight: the three terms' weights; `style_weight` None takes
@@ -90,8 +92,9 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
 
     model = as_model(model, preprocess, pool, device)
     content_img, notes = _read(content, size)
-    content_w = parse_layers(choose_layers(model, content_layers, "content", notes, progress), "content", known=model)
-    style_w = parse_layers(choose_layers(model, style_layers, "style", notes, progress), "style", known=model)
+    content_w = layer_weights(choose_layers(model, content_layers, "content", notes, progress), "content", known=model)
+    style_w = layer_weights(choose_layers(model, style_layers, "style", notes, progress), "style", known=model,
+                            normalise=True)
     for name in [*content_w, *style_w]:
         model.resolve(name)
     layers = list(dict.fromkeys([*content_w, *style_w]))
@@ -209,15 +212,6 @@ def initial_image(spec: str, content: torch.Tensor, styles: list[torch.Tensor], 
             return k * content + (1 - k) * other
     raise InvtoolError(f"bad init {spec!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
                        "(the content's share)")
-
-
-def parse_layers(spec, what: str = "style", known=None) -> dict[str, float]:
-    """{layer: weight} from "conv1_1:1,conv2_1:0.8", a list of names or a dict; unweighted layers get 1/L.
-    `known` (a model) keeps its names whole, colons and all (see `objectives.layer_weights`)."""
-    pairs = layer_weights(spec, what, default=None, known=known)
-    if len(dict(pairs)) != len(pairs):
-        raise InvtoolError(f"a {what} layer is listed twice in {spec!r}")
-    return dict(pairs)
 
 
 def blend_weights(blend, n: int) -> list[float]:

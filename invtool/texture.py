@@ -24,7 +24,7 @@ from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
 from .image import fit_size, read_image
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective
+from .objectives import Objective, layer_weights as layer_weights_of
 from .optimize import check_memory, optimize, require_size
 from .record import Run, build_record
 
@@ -47,10 +47,12 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
             1/255) gives a grey result: from coloured noise its Gram statistics, which hardly pin the
             colours, left a blue-and-yellow tint.
         model: an ONNX path or a loaded FeatureModel.
-        layers: the layers whose statistics are matched (names or ONNX tensor names); None: the model's
-            defaults (`geometry.default_layers`: Gatys' conv1_1, pool1..pool4 on VGG16, else one per stage).
-        layer_weights: one number per layer, or "uniform" | "increasing" | "decreasing" |
-            "inverse-channels" (each normalised to sum to 1; uniform is Gatys' 1/L).
+        layers: the layers whose statistics are matched (names or ONNX tensor names), as "LAYER[:WEIGHT],…",
+            a list or a dict by `objectives.layer_weights`' rule (each once, weight 1 when none is given);
+            None: the model's defaults (`geometry.default_layers`: Gatys' conv1_1, pool1..pool4 on VGG16,
+            else one per stage). The weights are divided by their sum (unweighted: Gatys' 1/L).
+        layer_weights: a weighting over layers given without weights: "uniform" | "increasing" |
+            "decreasing" | "inverse-channels" (also divided by its sum).
         loss: "gram" | "sorted" | "swd".
         gram_norm: the Gram normalisation, a key of `losses.GRAM_NORMS`; "gatys" is Gatys et al.'s
             1/(4 N² M²) and does not depend on the image size.
@@ -79,10 +81,11 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     model = as_model(model, preprocess, pool, device)
     src, notes = (read_image(source, size) if isinstance(source, (str, Path))
                   else (source.detach().float().cpu(), []))
-    layers = list(choose_layers(model, layers, "texture", notes, progress))
+    given = layer_weights_of(choose_layers(model, layers, "texture", notes, progress), "texture", known=model)
+    layers = list(given)
     for name in layers:
         model.resolve(name)
-    weights = layer_weighting(model, layers, layer_weights)
+    weights = layer_weighting(model, given, layer_weights)
     require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
     ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
 
@@ -153,26 +156,23 @@ def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights
     return sum(terms)
 
 
-def layer_weighting(model: FeatureModel, layers, spec) -> list[float]:
-    """Per-layer weights from a list of numbers or a named weighting (normalised to sum to 1)."""
-    n = len(layers)
-    if not isinstance(spec, str):
-        weights = [float(w) for w in spec]
-        if len(weights) != n:
-            raise InvtoolError(f"{len(weights)} layer weights for {n} layers; give one per layer")
-        return weights
-    if spec == "uniform":
-        raw = [1.0] * n
-    elif spec == "increasing":
-        raw = [i + 1.0 for i in range(n)]
+def layer_weighting(model: FeatureModel, layers: dict[str, float], spec: str = "uniform") -> list[float]:
+    """Per-layer weights, divided by their sum: `layers`' own (`objectives.layer_weights`, 1 when none is
+    given), or the named weighting `spec` over layers given without weights."""
+    if not isinstance(spec, str) or spec not in WEIGHTINGS:
+        hint = close_matches(spec, WEIGHTINGS) if isinstance(spec, str) else ""
+        raise InvtoolError(f"unknown layer weighting {spec!r}{hint}; use one of {', '.join(WEIGHTINGS)}, or give "
+                           f"weights with the layers: conv1_1:1,pool1:0.5")
+    n, names = len(layers), list(layers)
+    if spec != "uniform" and any(w != 1 for w in layers.values()):
+        raise InvtoolError(f"layers with weights and the {spec} weighting: give one or the other")
+    if spec == "increasing":
+        layers = {name: i + 1.0 for i, name in enumerate(names)}
     elif spec == "decreasing":
-        raw = [n - i + 0.0 for i in range(n)]
+        layers = {name: n - i + 0.0 for i, name in enumerate(names)}
     elif spec == "inverse-channels":
-        raw = [1.0 / model.channels(name) for name in layers]
-    else:
-        raise InvtoolError(f"unknown layer weighting {spec!r}{close_matches(spec, WEIGHTINGS)}; "
-                           f"use numbers or one of {', '.join(WEIGHTINGS)}")
-    return [r / sum(raw) for r in raw]
+        layers = {name: 1.0 / model.channels(name) for name in names}
+    return list(layer_weights_of(layers, "texture", normalise=True).values())
 
 
 def gram_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor, layers) -> float:

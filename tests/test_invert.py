@@ -252,10 +252,12 @@ def test_fc_layer_on_a_conv_only_model_names_the_problem(vgg16, chelsea):
         invert(chelsea, model=vgg16, layers="fc6", steps=1, progress=False)
 
 
-def test_layer_specs_give_weights_and_repeats_add_up(vgg16):
+def test_layer_specs_give_weights_as_given(vgg16):
+    """objectives.layer_weights' rule: unweighted 1, weights as given for inversion, each layer once."""
     assert parse_layers(vgg16, "conv3_1,conv1_1:0.5") == {"conv3_1": 1.0, "conv1_1": 0.5}
-    assert parse_layers(vgg16, ["conv3_1", "conv1_1:0.5", "conv3_1:2"]) == {"conv3_1": 3.0, "conv1_1": 0.5}
     assert parse_layers(vgg16, {"pool2": 0.25}) == {"pool2": 0.25}
+    with pytest.raises(InvtoolError, match="conv3_1 is listed twice"):
+        parse_layers(vgg16, ["conv3_1", "conv1_1:0.5", "conv3_1:2"])
 
 
 def test_a_tensor_name_with_a_colon_is_a_name_not_a_weight():

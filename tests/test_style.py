@@ -11,7 +11,8 @@ from invtool import InvtoolError, load_model
 from invtool.cli import main
 from invtool.image import match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
 from invtool.param import resize_image
-from invtool.style import (blend_weights, content_objective, initial_image, parse_layers, style_objective,
+from invtool.objectives import layer_weights
+from invtool.style import (blend_weights, content_objective, initial_image, style_objective,
                            transfer_style)
 
 CAT = ROOT / "examples" / "images" / "chelsea.png"
@@ -28,7 +29,7 @@ def model(vgg16_model):
 
 def style_loss_to(model, image, style, layers=("conv1_1", "conv2_1")):
     """Gatys' Gram loss of `image` against one style image, the independent judge of the blend test."""
-    obj = style_objective(model, [style], parse_layers(list(layers)), [1.0])
+    obj = style_objective(model, [style], layer_weights(list(layers), normalise=True), [1.0])
     with torch.no_grad():
         return float(obj(model.features(image, list(layers)), image))
 
@@ -168,14 +169,19 @@ def test_init_modes():
             initial_image(bad, content, [style], [1.0], g())
 
 
-def test_layer_and_blend_parsing():
-    assert parse_layers("conv1_1:1,conv2_1:0.8") == {"conv1_1": 1.0, "conv2_1": 0.8}
-    assert parse_layers("conv1_1,conv2_1") == {"conv1_1": 0.5, "conv2_1": 0.5}
-    assert parse_layers(["conv4_2"]) == {"conv4_2": 1.0}
-    assert parse_layers({"conv4_2": 2}) == {"conv4_2": 2.0}
+def test_layer_and_blend_parsing(model):
+    """Style layers by objectives.layer_weights' rule, their weights divided by their sum; content layers'
+    as given; each layer once."""
+    run = transfer_style(CAT, IHC, model=model, size=24, steps=1, content_layers="conv1_1,conv2_1:0.5",
+                         style_layers="conv1_1:1,conv2_1:3", progress=False)
+    assert run.record["content_layers"] == {"conv1_1": 1.0, "conv2_1": 0.5}
+    assert run.record["style_layers"] == {"conv1_1": 0.25, "conv2_1": 0.75}
+    assert layer_weights("conv1_1,conv2_1", "style", normalise=True) == {"conv1_1": 0.5, "conv2_1": 0.5}
+    assert layer_weights(["conv4_2"]) == {"conv4_2": 1.0}
+    assert layer_weights({"conv4_2": 2}) == {"conv4_2": 2.0}
     for bad, message in [("conv1_1:x", "bad weight"), ("", "no style layers"), ("conv1_1,conv1_1", "twice")]:
         with pytest.raises(InvtoolError, match=message):
-            parse_layers(bad)
+            layer_weights(bad, "style")
     assert blend_weights("3,1", 2) == pytest.approx([0.75, 0.25])
     assert blend_weights(None, 4) == pytest.approx([0.25] * 4)
     with pytest.raises(InvtoolError, match="2 style blend weights for 3 style images"):
@@ -191,7 +197,7 @@ def test_cli_writes_image_record_and_report(tmp_path):
     assert result.exit_code == 0, result.output
     rec = json.loads(out.with_suffix(".json").read_text())
     assert rec["command"] == "style" and rec["steps"] == 4
-    assert rec["content_layers"] == {"conv2_2": 1.0} and rec["style_layers"] == {"conv1_1": 1.0, "conv2_1": 0.5}
+    assert rec["content_layers"] == {"conv2_2": 1.0} and rec["style_layers"] == pytest.approx({"conv1_1": 2 / 3, "conv2_1": 1 / 3})
     assert rec["options"]["style_blend"] == pytest.approx([0.7, 0.3])
     assert set(rec["history"]["terms"]) == {"content:conv2_2", "style1:conv1_1", "style1:conv2_1", "style2:conv1_1",
                                             "style2:conv2_1", "tv"}

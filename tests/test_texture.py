@@ -47,28 +47,6 @@ def test_out_size_honoured_and_other_pixel_counts(model, tmp_path):
     assert cv2.imread(str(tmp_path / "t.png")).shape == (24, 48, 3)
 
 
-def _seam_and_interior(img: np.ndarray, axis: int) -> tuple[float, float]:
-    """Mean |difference| across the wrap-around edge along `axis`, and the 90th percentile of the same
-    for each pair of neighbouring rows (or columns) inside the image."""
-    img = img.astype(np.float64)
-    others = tuple(i for i in range(3) if i != axis)
-    inside = np.abs(np.diff(img, axis=axis)).mean(axis=others)
-    seam = np.abs(np.take(img, 0, axis=axis) - np.take(img, -1, axis=axis)).mean()
-    return float(seam), float(np.percentile(inside, 90))
-
-
-def test_tile_wraps_seamlessly(model):
-    """The wrap-around seams of a tiled result are no rougher than a typical pair of neighbouring rows or
-    columns inside it; without tile they are."""
-    kw = dict(model=model, size=48, steps=60, layers=["conv1_1", "pool1", "pool2"], progress=False, scales=1)
-    tiled = synthesize_texture(IHC, tile=True, **kw).image[0].permute(1, 2, 0).numpy() * 255
-    plain = synthesize_texture(IHC, tile=False, **kw).image[0].permute(1, 2, 0).numpy() * 255
-    for axis in (0, 1):
-        seam, inside = _seam_and_interior(tiled, axis)
-        assert seam <= inside, (axis, seam, inside)
-    assert any(_seam_and_interior(plain, axis)[0] > _seam_and_interior(plain, axis)[1] for axis in (0, 1))
-
-
 def test_grey_source_gives_grey_result(model):
     """brick.png is grey; its Gram statistics hardly pin colour, and coloured starting noise came out
     blue-and-yellow. A grey source now gives a grey result, and the record says why."""
@@ -92,17 +70,27 @@ def test_pool_applies_to_a_loaded_model(model):
 def test_layer_weightings(model):
     from invtool.texture import layer_weighting
 
-    layers = ["conv1_1", "pool1", "pool2"]
+    layers = dict.fromkeys(["conv1_1", "pool1", "pool2"], 1.0)
     assert layer_weighting(model, layers, "uniform") == pytest.approx([1 / 3] * 3)
     assert layer_weighting(model, layers, "increasing") == pytest.approx([1 / 6, 2 / 6, 3 / 6])
     assert layer_weighting(model, layers, "decreasing") == pytest.approx([3 / 6, 2 / 6, 1 / 6])
     # channels 64, 64, 128 -> 1/64, 1/64, 1/128 normalised
     assert layer_weighting(model, layers, "inverse-channels") == pytest.approx([0.4, 0.4, 0.2])
-    assert layer_weighting(model, layers, [1, 2, 3]) == [1, 2, 3]
-    with pytest.raises(InvtoolError, match="2 layer weights for 3 layers"):
-        layer_weighting(model, layers, [1, 2])
+    # weights with the layers (objectives.layer_weights' rule), divided by their sum like the weightings
+    assert layer_weighting(model, {"conv1_1": 1, "pool1": 2, "pool2": 1}) == pytest.approx([0.25, 0.5, 0.25])
+    with pytest.raises(InvtoolError, match="give one or the other"):
+        layer_weighting(model, {"conv1_1": 1, "pool1": 2}, "increasing")
     with pytest.raises(InvtoolError, match="did you mean: increasing"):
         layer_weighting(model, layers, "increasng")
+    with pytest.raises(InvtoolError, match="give weights with the layers"):
+        layer_weighting(model, layers, [1, 2, 3])
+
+
+def test_layers_take_weights_by_the_shared_rule(model):
+    run = synthesize_texture(IHC, model=model, size=24, steps=1, layers="conv1_1:3,pool1", progress=False)
+    assert run.record["layers"] == ["conv1_1", "pool1"] and run.record["layer_weights"] == [0.75, 0.25]
+    with pytest.raises(InvtoolError, match="listed twice"):
+        synthesize_texture(IHC, model=model, size=24, steps=1, layers="conv1_1,conv1_1:2", progress=False)
 
 
 def test_sweep_contact_sheet(model, tmp_path):
@@ -153,7 +141,8 @@ def test_cli_sweep(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--layers", "conv1_1,pool9"], "unknown layer 'pool9' (did you mean: pool5"),
     (["--size", 8, "--layers", "conv1_1,pool4"], "use at least 16x16"),
-    (["--loss", "gram", "--layer-weights", "1,2,3"], "3 layer weights for 5 layers"),
+    (["--loss", "gram", "--layer-weights", "1,2,3"], "give weights with the layers: conv1_1:1,pool1:0.5"),
+    (["--layers", "conv1_1:2,pool1", "--layer-weights", "increasing"], "give one or the other"),
     (["--out-size", "200000x100000"], "GB but"),
 ])
 def test_cli_bad_options(tmp_path, args, message):

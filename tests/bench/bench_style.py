@@ -35,16 +35,17 @@ def worker(kind: str, size: int, steps: int, lr: float) -> dict:
     import invtool
     from invtool import losses
     from invtool.image import read_image
-    from invtool.style import (CONTENT_LAYERS, STYLE_LAYERS, STYLE_WEIGHTS, content_objective, parse_layers,
-                               style_objective, transfer_style)
+    from invtool.objectives import layer_weights
+    from invtool.style import (CONTENT_LAYERS, STYLE_LAYERS, STYLE_WEIGHTS, content_objective, style_objective,
+                               transfer_style)
 
     torch.manual_seed(0)
     model = invtool.load_model(MODEL)
     content, _ = read_image(CONTENT, size)
     style, _ = read_image(STYLE, size)
     weight = STYLE_WEIGHTS["gram"]
-    judge_c = content_objective(model, content, parse_layers(CONTENT_LAYERS))
-    judge_s = style_objective(model, [style], parse_layers(STYLE_LAYERS), [1.0])
+    judge_c = content_objective(model, content, layer_weights(CONTENT_LAYERS))
+    judge_s = style_objective(model, [style], layer_weights(STYLE_LAYERS, normalise=True), [1.0])
 
     def judge(img):
         with torch.no_grad():
