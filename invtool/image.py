@@ -5,12 +5,14 @@ Example:
     >>> write_png("out/brick.png", x)
     >>> sheet = contact_sheet([x, x.flip(-1)], ["original", "flipped"])
 """
+import io
 import os
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL.Image
 import torch
 
 from .errors import InvtoolError
@@ -70,42 +72,14 @@ EXIF_ORIENTATION_TAG = 0x0112
 
 
 def exif_orientation(data: bytes) -> int:
-    """The EXIF Orientation (1-8; 1 = upright as stored) of JPEG, PNG or WebP file bytes; 1 if none."""
-    exif = b""
-    if data[:2] == b"\xff\xd8":                       # JPEG: markers up to the scan; EXIF is an APP1 segment
-        i = 2
-        while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] not in (0xD9, 0xDA):
-            end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
-            if data[i + 1] == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
-                exif = data[i + 10:end]
-                break
-            i = end
-    elif data[:8] == b"\x89PNG\r\n\x1a\n":          # PNG: an eXIf chunk
-        i = 8
-        while i + 8 <= len(data):
-            n = int.from_bytes(data[i:i + 4], "big")
-            if data[i + 4:i + 8] == b"eXIf":
-                exif = data[i + 8:i + 8 + n]
-                break
-            i += 12 + n
-    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # WebP: an EXIF chunk
-        i = 12
-        while i + 8 <= len(data):
-            n = int.from_bytes(data[i + 4:i + 8], "little")
-            if data[i:i + 4] == b"EXIF":
-                exif = data[i + 8:i + 8 + n].removeprefix(b"Exif\0\0")
-                break
-            i += 8 + n + n % 2
-    order = {b"II": "little", b"MM": "big"}.get(exif[:2])
-    if order is None or len(exif) < 8:
+    """The EXIF Orientation (1-8; 1 = upright as stored) of image file bytes (JPEG, PNG, WebP, TIFF), read
+    by Pillow without decoding the pixels; 1 if there is none."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            value = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, SyntaxError, ValueError):   # a format Pillow does not read, or a broken EXIF block
         return 1
-    ifd = int.from_bytes(exif[4:8], order)           # the TIFF header's first IFD: 12-byte entries
-    count = int.from_bytes(exif[ifd:ifd + 2], order)
-    for e in range(ifd + 2, min(ifd + 2 + 12 * count, len(exif) - 11), 12):
-        if int.from_bytes(exif[e:e + 2], order) == EXIF_ORIENTATION_TAG:
-            value = int.from_bytes(exif[e + 8:e + 10], order)
-            return value if 1 <= value <= 8 else 1
-    return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def orient(img: np.ndarray, orientation: int) -> np.ndarray:
