@@ -58,6 +58,7 @@ class FeatureModel:
         self.aliases: dict[str, str] = json.loads(self.metadata.get("invtool.aliases", "{}"))
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
         self._min_sizes: dict[frozenset[str], int] = {}
+        self._variants: dict[tuple[str, str], FeatureModel] = {(pool, padding): self}   # shared by the variants
 
     # --- names -----------------------------------------------------------------------------------
     @property
@@ -173,14 +174,17 @@ class FeatureModel:
 
     def variant(self, *, pool: str | None = None, padding: str | None = None) -> "FeatureModel":
         """This model with other pooling or padding (same graph and weights, no copy); itself if unchanged."""
-        pool, padding = pool or self.pool, padding or self.padding
-        if (pool, padding) == (self.pool, self.padding):
-            return self
-        return FeatureModel(self.proto, path=self.path, sha256=self.sha256, preprocess=self.preprocess, pool=pool,
-                            padding=padding, device=self.device, weights=self._weights)
+        key = (pool or self.pool, padding or self.padding)
+        if key not in self._variants:   # kept, with its built modules and measurements, for the next call
+            self._variants[key] = FeatureModel(self.proto, path=self.path, sha256=self.sha256,
+                                               preprocess=self.preprocess, pool=key[0], padding=key[1],
+                                               device=self.device, weights=self._weights)
+            self._variants[key]._variants = self._variants
+        return self._variants[key]
 
     def to(self, device) -> "FeatureModel":
         self.device = torch.device(device)
+        self._variants = {(self.pool, self.padding): self}
         self._weights = {k: v.to(self.device) for k, v in self._weights.items()}
         self._pre = self._pre.to(self.device) if self._pre is not None else None
         self._modules.clear()

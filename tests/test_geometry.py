@@ -80,6 +80,7 @@ def test_circular_padding_makes_the_network_commute_with_circular_shifts(fixture
     model = request.getfixturevalue(fixture)
     wrapped = model.variant(padding="circular")
     assert wrapped._weights is model._weights   # no copy of the weights
+    assert model.variant(padding="circular") is wrapped and wrapped.variant(padding="zeros") is model   # kept
     x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
     deepest = stages(model)[-1]
     layers = [s.name for s in stages(model)]
