@@ -1,0 +1,57 @@
+"""Tileable textures: how visible the wrap-around seams are, on VGG16 (the demo's brick) and ResNet18.
+
+Run: `make bench` (or `.venv/bin/python tests/bench/bench_tile.py [SEEDS]`). 2 threads, the built models.
+For each model, SEEDS runs of `texture --tile` (brick, 64 px source, 128x64 output, 60 steps, default
+layers) and per run `metrics.seam_ratios`: mean |first - last column| over the mean difference of
+neighbouring columns (and the same for rows), about 1 when the seam is like the interior. One image says
+little on brick, whose mortar lines may fall on the seam as anywhere else, so the figures are the mean
+over seeds and the seam's percentile among the image's own neighbouring pairs (uniform, mean 0.5, when
+the seam is no different from them; near 1 for a real seam).
+"""
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from invtool import load_model  # noqa: E402
+from invtool.metrics import seam_ratios  # noqa: E402
+from invtool.texture import synthesize_texture  # noqa: E402
+
+SOURCE = ROOT / "examples" / "textures" / "brick.png"
+
+
+def seam_percentiles(image: torch.Tensor) -> tuple[float, float]:
+    """The share of neighbouring column (row) pairs whose mean difference is below the seam's."""
+    out = []
+    for x in (image[0].double(), image[0].double().transpose(1, 2)):
+        inside = (x[..., 1:] - x[..., :-1]).abs().mean((0, 1))
+        seam = (x[..., 0] - x[..., -1]).abs().mean()
+        out.append(float((inside < seam).double().mean()))
+    return out[0], out[1]
+
+
+def main():
+    torch.set_num_threads(2)
+    seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    for name in ("vgg16", "resnet18"):
+        model = load_model(ROOT / "models" / f"{name}.onnx", device="cpu")
+        ratios, ranks = [], []
+        for seed in range(seeds):
+            image = synthesize_texture(SOURCE, model=model, size=64, out_size=(128, 64), tile=True, steps=60,
+                                       seed=seed, progress=False).image
+            ratios.append(seam_ratios(image))
+            ranks.append(seam_percentiles(image))
+        cols, rows = (statistics.mean(r[k] for r in ratios) for k in (0, 1))
+        pcols, prows = (statistics.mean(r[k] for r in ranks) for k in (0, 1))
+        print(f"{name}: seam ratio over {seeds} seeds, columns {cols:.2f} (runs {min(r[0] for r in ratios):.2f}-"
+              f"{max(r[0] for r in ratios):.2f}), rows {rows:.2f} ({min(r[1] for r in ratios):.2f}-"
+              f"{max(r[1] for r in ratios):.2f}); seam percentile among the image's pairs: columns {pcols:.2f}, "
+              f"rows {prows:.2f}")
+
+
+if __name__ == "__main__":
+    main()
