@@ -1,6 +1,6 @@
 """Where a network changes resolution: each tensor's stride, the network's stages, and default layers.
 
-A *stage* is the last activation before a change of resolution (VGG16's conv1_2 … conv4_3 and pool5,
+A *stage* is the last activation before a change of resolution (VGG16's conv1_2 … conv5_3 and pool5,
 ResNet18's conv1, res2 … res5). They are found from layer shapes alone, so every command can choose
 sensible layers for any CNN: a tensor is *spatial* when its height and width grow with the input, its
 *stride* is input pixels per feature pixel, and a stage is a *cut* of the graph (no other tensor at its
