@@ -43,11 +43,6 @@ from .registry import HOST_INPUTS, MULTI_OUTPUT, check_node, domain_key, find_co
 SHAPE_OPS = {"Shape", "Size"}  # default-domain ops whose output is read from the input's shape alone
 
 
-def opset_of(model: onnx.ModelProto) -> int:
-    """The version of the default ONNX domain the model was written for."""
-    return opsets_of(model).get("", 1)
-
-
 def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
     """Domain ("" for the default one, also when written "ai.onnx") -> the opset version imported."""
     return {domain_key(imp.domain): imp.version for imp in model.opset_import}
