@@ -40,10 +40,17 @@ def reconstruction_metrics(model, original: torch.Tensor, image: torch.Tensor, l
             "feature_error": {n: round(v, 5) for n, v in feature_errors(model, original, image, layers).items()}}
 
 
+def neighbour_differences(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean |difference| of each pair of neighbouring columns, and of rows, of `[1, 3, H, W]`, the wrap-around
+    pair (last, first) at the end of each: what a tiled image's seams are compared with."""
+    x = image.detach().double()[0]
+    cols = torch.cat([x, x[..., :1]], 2)
+    rows = torch.cat([x, x[:, :1]], 1)
+    return ((cols[..., 1:] - cols[..., :-1]).abs().mean((0, 1)),
+            (rows[:, 1:] - rows[:, :-1]).abs().mean((0, 2)))
+
+
 def seam_ratios(image: torch.Tensor) -> tuple[float, float]:
     """How visible a tiled image's seams are: mean |first - last column| over the mean difference of
     neighbouring columns, and the same for rows. About 1 when the wrap-around is like the interior."""
-    x = image.detach().double()[0]
-    cols = (x[..., 0] - x[..., -1]).abs().mean() / (x[..., 1:] - x[..., :-1]).abs().mean()
-    rows = (x[..., 0, :] - x[..., -1, :]).abs().mean() / (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
-    return float(cols), float(rows)
+    return tuple(float(d[-1] / d[:-1].mean()) for d in neighbour_differences(image))

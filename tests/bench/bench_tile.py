@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from invtool import load_model  # noqa: E402
-from invtool.metrics import seam_ratios  # noqa: E402
+from invtool.metrics import neighbour_differences, seam_ratios  # noqa: E402
 from invtool.texture import synthesize_texture  # noqa: E402
 
 SOURCE = ROOT / "examples" / "textures" / "brick.png"
@@ -26,12 +26,7 @@ SOURCE = ROOT / "examples" / "textures" / "brick.png"
 
 def seam_percentiles(image: torch.Tensor) -> tuple[float, float]:
     """The share of neighbouring column (row) pairs whose mean difference is below the seam's."""
-    out = []
-    for x in (image[0].double(), image[0].double().transpose(1, 2)):
-        inside = (x[..., 1:] - x[..., :-1]).abs().mean((0, 1))
-        seam = (x[..., 0] - x[..., -1]).abs().mean()
-        out.append(float((inside < seam).double().mean()))
-    return out[0], out[1]
+    return tuple(float((d[:-1] < d[-1]).double().mean()) for d in neighbour_differences(image))
 
 
 def main():
