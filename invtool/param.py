@@ -143,14 +143,43 @@ def resize_image(x: torch.Tensor, h: int, w: int, clamp: bool = True, wrap: bool
     """Bicubic resize of `[N, C, H, W]` images, antialiased when shrinking, clamped to [0, 1] unless
     `clamp` is False (for differences of images, which may be negative).
 
-    `wrap`: the image is periodic (a tileable texture): it is resized as the middle of a 3 x 3 tiling of
-    itself, so its borders are interpolated from the opposite ones and the result tiles too."""
+    `wrap`: the image is periodic (a tileable texture): it is resized in the Fourier domain (its spectrum
+    cut or zero-padded), the exact band-limited resize of a periodic signal. The result tiles, and every
+    output pixel is interpolated alike: bicubic's kernel weighs the pixels at and between the input's
+    samples differently, which left a 2-pixel lattice after each coarse-to-fine scale (neighbouring
+    column differences alternating 1.25 / 0.76 of their mean on ResNet18 textures) that the wrap-around
+    seam, falling on that lattice, showed as a seam."""
     if x.shape[-2:] == (h, w):
         return x
     if wrap:
-        tiled = x.repeat(1, 1, 3, 3)
-        y = F.interpolate(tiled, size=(3 * h, 3 * w), mode="bicubic", align_corners=False, antialias=True)
-        y = y[..., h:2 * h, w:2 * w]
+        y = _fourier_resize(x, h, w)
         return y.clamp(0, 1) if clamp else y
     y = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
     return y.clamp(0, 1) if clamp else y
+
+
+def _fourier_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Periodic images resized by cutting or zero-padding their 2-D spectrum (mean kept)."""
+    spectrum = torch.fft.fft2(x.double())
+    for dim, size in ((-2, h), (-1, w)):
+        spectrum = _spectrum_resize(spectrum, size, dim)
+    return torch.fft.ifft2(spectrum).real.mul(h * w / (x.shape[-2] * x.shape[-1])).to(x.dtype)
+
+
+def _spectrum_resize(spectrum: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """An FFT along `dim` with its frequencies kept up to n's Nyquist and zeros added above the input's.
+
+    An even length's Nyquist bin stands for both +n/2 and -n/2: split in two when the spectrum grows,
+    the two summed when it shrinks to an even length, so a real image stays real."""
+    m = spectrum.shape[dim]
+    k = min(m, n)
+    low, high = (k + 1) // 2, k // 2          # frequencies 0..low-1 and -high..-1 are kept
+    pos, neg = spectrum.narrow(dim, 0, low), spectrum.narrow(dim, m - high, high)
+    if k % 2 == 0 and k == n and m > n:       # shrinking to an even n: fold +n/2 onto -n/2
+        neg = torch.cat([neg.narrow(dim, 0, 1) + spectrum.narrow(dim, high, 1), neg.narrow(dim, 1, high - 1)], dim)
+    if k % 2 == 0 and k == m and n > m:       # growing from an even m: split its Nyquist bin
+        half = neg.narrow(dim, 0, 1) / 2
+        pos, neg = torch.cat([pos, half], dim), torch.cat([half, neg.narrow(dim, 1, high - 1)], dim)
+    shape = list(spectrum.shape)
+    shape[dim] = n - pos.shape[dim] - neg.shape[dim]
+    return torch.cat([pos, spectrum.new_zeros(shape), neg], dim)

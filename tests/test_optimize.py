@@ -254,3 +254,33 @@ def test_chain_of_octaves_upsamples_the_last_image_and_never_takes_a_coarser_one
     assert both.image.shape == (1, 3, 32, 32) and torch.allclose(both.image, torch.full((1, 3, 32, 32), 0.5))
     assert both.interrupted and both.loss == 0.5 and both.steps == 4 and both.scale_starts == [0, 2]
     assert both.notes[0] == "skipped" and "upsampled to 32x32" in both.notes[1] and both.notes[2:] == ["n"]
+
+
+@pytest.mark.parametrize("size", [(40, 24), (33, 19), (8, 6), (7, 5)])
+def test_periodic_resize_is_the_band_limited_one(size):
+    """`resize_image(wrap=True)` is the exact resize of a periodic band-limited image: a sum of cosines
+    sampled on 16 x 12 points comes out as the same cosines sampled on the new grid (a hand computation),
+    growing and shrinking, odd and even sizes."""
+    def cosines(h, w, freqs):
+        y, x = torch.meshgrid(torch.arange(h) / h, torch.arange(w) / w, indexing="ij")
+        img = sum(a * torch.cos(2 * torch.pi * (fy * y + fx * x) + p) for a, fy, fx, p in freqs)
+        return (0.5 + img).expand(1, 3, h, w).double()
+    h, w = size
+    freqs = [(0.2, 1, 0, 0.3), (0.1, 0, 2, 1.0), (0.05, 1, 2, 2.0)]   # within every size's Nyquist
+    out = resize_image(cosines(16, 12, freqs), h, w, wrap=True)
+    assert torch.allclose(out, cosines(h, w, freqs), atol=1e-9)
+
+
+def test_periodic_upsampling_leaves_no_lattice():
+    """Doubling a periodic image commutes with shifting it by one pixel (two after): every output pixel is
+    interpolated alike, so coarse-to-fine leaves no 2-pixel lattice for a tile's seam to fall on (bicubic,
+    which it replaced, weighs pixels at and between the input's samples differently)."""
+    x = torch.rand(1, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    up = resize_image(x, 32, 24, clamp=False, wrap=True)
+    assert torch.allclose(torch.roll(up, (2, 2), (-2, -1)), resize_image(torch.roll(x, (1, 1), (-2, -1)), 32, 24,
+                                                                          clamp=False, wrap=True), atol=1e-6)
+    assert torch.allclose(resize_image(up, 16, 12, clamp=False, wrap=True), x, atol=1e-6)   # and back exactly
+    # the mean |difference| of neighbouring columns is the same at even and odd positions (bicubic: 0.59)
+    noise = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    d = resize_image(noise, 512, 512, clamp=False, wrap=True).diff(dim=-1).abs().mean((0, 1, 2))
+    assert 0.95 < float(d[0::2].mean() / d[1::2].mean()) < 1.05
