@@ -2,7 +2,7 @@
 
 Run: `make bench` (or `.venv/bin/python tests/bench/bench_tile.py [SEEDS]`). 2 threads, the built models.
 For each model, SEEDS runs of `texture --tile` (brick, 64 px source, 128x64 output, 60 steps, default
-layers) and per run `metrics.seam_ratios`: mean |first - last column| over the mean difference of
+layers), and SEEDS runs of `make demo`'s texture on VGG16 (128 px source, 256x128, 200 steps), and per run `metrics.seam_ratios`: mean |first - last column| over the mean difference of
 neighbouring columns (and the same for rows), about 1 when the seam is like the interior. One image says
 little on brick, whose mortar lines may fall on the seam as anywhere else, so the figures are the mean
 over seeds and the seam's percentile among the image's own neighbouring pairs (uniform, mean 0.5, when
@@ -32,17 +32,19 @@ def seam_percentiles(image: torch.Tensor) -> tuple[float, float]:
 def main():
     torch.set_num_threads(2)
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    for name in ("vgg16", "resnet18"):
+    for label, name, size, out_size, steps in (("vgg16", "vgg16", 64, (128, 64), 60),
+                                               ("resnet18", "resnet18", 64, (128, 64), 60),
+                                               ("vgg16, make demo's settings", "vgg16", 128, (256, 128), 200)):
         model = load_model(ROOT / "models" / f"{name}.onnx", device="cpu")
         ratios, ranks = [], []
         for seed in range(seeds):
-            image = synthesize_texture(SOURCE, model=model, size=64, out_size=(128, 64), tile=True, steps=60,
+            image = synthesize_texture(SOURCE, model=model, size=size, out_size=out_size, tile=True, steps=steps,
                                        seed=seed, progress=False).image
             ratios.append(seam_ratios(image))
             ranks.append(seam_percentiles(image))
         cols, rows = (statistics.mean(r[k] for r in ratios) for k in (0, 1))
         pcols, prows = (statistics.mean(r[k] for r in ranks) for k in (0, 1))
-        print(f"{name}: seam ratio over {seeds} seeds, columns {cols:.2f} (runs {min(r[0] for r in ratios):.2f}-"
+        print(f"{label}: seam ratio over {seeds} seeds, columns {cols:.2f} (runs {min(r[0] for r in ratios):.2f}-"
               f"{max(r[0] for r in ratios):.2f}), rows {rows:.2f} ({min(r[1] for r in ratios):.2f}-"
               f"{max(r[1] for r in ratios):.2f}); seam percentile among the image's pairs: columns {pcols:.2f}, "
               f"rows {prows:.2f}")
