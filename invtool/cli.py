@@ -279,13 +279,8 @@ _INV = inspect.signature(invert_api).parameters
               help=f"Starting image: {'|'.join(INITS)} (uniform noise, flat gray, smooth random colours) or an "
                    "image file, e.g. an earlier result to go on from.")
 @click.option("--restarts", type=click.IntRange(1), default=_INV["restarts"].default, show_default=True,
-              help="Runs of --steps from different starts, merged where each matches the features best (1: one run).")
-@click.option("--samples", type=click.IntRange(0), default=_INV["samples"].default, show_default=True,
-              help="Then runs from the image before plus noise, merged like the restarts (0: none).")
-@click.option("--sample-steps", type=click.IntRange(1), default=_INV["sample_steps"].default, show_default=True,
-              help="Steps of each sample run (at most --steps).")
-@click.option("--sample-noise", type=float, default=None,
-              help="σ of the Gaussian noise added before each sample run [default: per pixel, the restarts' spread].")
+              help="Optimise K starts together in one batch and merge them where each matches the features best "
+                   "(slower per step, better on deep layers; 1: one run).")
 @click.option("--param", type=click.Choice(INVERT_PARAMS), default=_INV["param"].default, show_default=True,
               help="What is optimised: a Laplacian pyramid (regions get their colour right) or the pixels.")
 @optimizer_options(invert_api)

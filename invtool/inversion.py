@@ -8,13 +8,11 @@ size, and one set of weights serves every layer.
 
 The image is optimised as a Laplacian pyramid (`param.pyramid`) against the full-size target only:
 coarse levels fix the colour of whole regions that pixel steps leave wrong, and no target is taken
-from a resized original, which would tell the optimiser more than the layer knows. Measured at
-128x128 (tests/bench/bench_invert.py, one run of 400 L-BFGS steps): conv1_1 / conv2_1 / conv3_1 PSNR
-43.9 / 36.1 / 17.1 dB, against 40.5 / 32.5 / 15.9 for pixels over two scales. By default four such
-runs are merged where each fits the features best, then twelve shorter runs, each from the one before
-plus noise, are merged the same way and a short run goes on from their merge (`restarts`, `samples`):
-conv3_1 on chelsea / astronaut / coffee 27.0 / 20.2 / 26.1 dB, against 22.0 / 16.9 / 21.4 for four runs
-and one from their plain average.
+from a resized original, which would tell the optimiser more than the layer knows. The default is one
+L-BFGS run of at most 600 steps that stops when the loss improves by less than 0.1% over 20 steps;
+`restarts=K` optimises K starts as one batch and merges them by fit, which pays on deep layers at about
+K times the cost. tests/bench/bench_invert.py measures both, and the 3450-step search that was the
+default before, on six held-out images (figures in the README).
 
 Example:
     >>> run = invert("examples/images/chelsea.png", layers=["conv3_1", "conv5_1:0.5"], size=128)
@@ -49,17 +47,18 @@ TV_SCALE = PIXEL_RANGE / 6.5    # V: a typical difference between neighbouring p
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.3}
 MAX_RESTARTS = 64
 MERGE_TEMPERATURE = 0.1   # softmax temperature of `merge_by_fit`, in units of the mean error
-UNKNOWN_SPREAD = 0.1      # the samples' noise σ when a single run leaves the restarts' spread unknown
-POLISH_STEPS = 50         # the last run, from the samples' merge
+POLISH_STEPS = 50         # with restarts: the last run, from their merge
+DEFAULT_SIZE = 128        # see DEFAULT_STEPS
+DEFAULT_STEPS = 600       # one run, stopped early at DEFAULT_TOL: about a minute on 2 CPU cores (README)
+DEFAULT_TOL = 1e-3
 
 
-def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, size=224,
+def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, size=DEFAULT_SIZE,
            alpha: float = 6.0, alpha_weight: float = 0.0, tv_beta: float = 2.0, tv_weight: float = 3e-4,
            jitter: int = 0, init: str = "gray", param: str = "pyramid", optimizer: str = "lbfgs",
-           lr: float | None = None, lr_schedule: str = "constant", steps: int = 400, tol: float = 0.0,
-           scales: int = 1, seed: int = 0, restarts: int = 4, samples: int = 12, sample_steps: int = 150,
-           sample_noise: float | None = None, preprocess=None, pool: str = "max", device=None, save_every: int = 0,
-           progress: bool = True, callback=None) -> Run:
+           lr: float | None = None, lr_schedule: str = "constant", steps: int = DEFAULT_STEPS,
+           tol: float = DEFAULT_TOL, scales: int = 1, seed: int = 0, restarts: int = 1, preprocess=None,
+           pool: str = "max", device=None, save_every: int = 0, progress: bool = True, callback=None) -> Run:
     """Reconstruct `image` from its features at `layers`; returns a Run (`.image`, `.record`, `.save`).
 
     Args:
@@ -76,20 +75,15 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
         init: "noise" (uniform), "gray" (0.5 everywhere), "blur" (smooth random colours), or a starting
             image (a file or a `[1, 3, H, W]` tensor, resized to fit): to go on from an earlier result.
         param: "pyramid" (a Laplacian pyramid, kept in [0, 1] by a range prior) or "pixel" (clamped pixels).
-        restarts: run `restarts` times from different starts (the first from `init`, later ones from noise
-            unless `init` is random), then merge their images where each matches the features best
-            (`merge_by_fit`). From nothing, single runs stop in poor local minima on deep layers, each
-            wrong in different places. 1: one run.
-        samples, sample_steps, sample_noise: then `samples` runs of min(`steps`, `sample_steps`) steps,
-            each from the one before (the first: the merge) plus Gaussian noise, merged like the restarts, and
-            a last run of 50 steps from that merge. The noise shakes the image out of the minimum it sits in,
-            the merge keeps what each run fits best, and the last run brings back the features merging blurs.
-            The noise σ is `sample_noise` everywhere, by default at each pixel the restarts' standard
-            deviation there (0.1 everywhere after a single run): large where runs stop in different minima,
-            about 0.003 (RMS) at conv1_1, where they all find the image and large noise would only cost detail.
-            0 samples: the result is the merge (or the one run). The defaults take 4 x 400 + 12 x 150 + 50
-            = 3450 steps; `restarts=1, samples=0` is one run of `steps`.
-        optimizer, lr, lr_schedule, steps, tol, scales, seed, save_every, progress, callback: passed to
+        restarts: optimise this many starts together, as one batch `[K, 3, H, W]` (the first from `init`,
+            the others from noise unless `init` is random), merge their images where each matches the
+            features best (`merge_by_fit`) and go on from the merge for the last min(50, steps / 4) steps.
+            Single runs stop in different poor minima on deep layers; the merge takes each one's best
+            regions. 1 (the default): one run.
+        steps: the forward+backward passes the whole inversion may take (with restarts, each pass is of
+            the batch).
+        tol: stop when the loss improved by less than this fraction over 20 steps (0: run all `steps`).
+        optimizer, lr, lr_schedule, scales, seed, save_every, progress, callback: passed to
             `optimize`; lr defaults to 1 for L-BFGS, 0.05 for Adam and 0.3 for SGD (momentum 0.9; with
             `--lr-schedule step` it is Mahendran & Vedaldi's schedule). With `scales` > 1
             each coarse scale's target comes from the original resized.
@@ -107,11 +101,9 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
         raise InvtoolError(f"--jitter must be 0 or more pixels, got {jitter}")
     if not 1 <= restarts <= MAX_RESTARTS:
         raise InvtoolError(f"--restarts {restarts} is out of range; give 1 to {MAX_RESTARTS} (1: a single run)")
-    if not 0 <= samples <= MAX_RESTARTS or sample_steps < 1:
-        raise InvtoolError(f"--samples {samples} / --sample-steps {sample_steps} are out of range; give 0 to "
-                           f"{MAX_RESTARTS} samples (0: none) of 1 step or more")
-    if sample_noise is not None and not (math.isfinite(sample_noise) and 0 <= sample_noise <= 1):
-        raise InvtoolError(f"--sample-noise {sample_noise:g} is out of range; give a σ in [0, 1] (0.1 is usual)")
+    if restarts > 1 and steps < 8:
+        raise InvtoolError(f"--restarts {restarts} with --steps {steps}: give at least 8 steps (the last quarter "
+                           f"goes on from the merge)")
     model = as_model(model, preprocess, pool, device)
     src, notes = read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), [])
     weights = parse_layers(model, choose_layers(model, layers, "invert", notes, progress))
@@ -136,52 +128,29 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
     if param == "pyramid":   # unclamped: a range prior keeps it in [0, 1]
         objective = objective + RANGE_WEIGHT * Objective(lambda f, x: losses.range_penalty(x), name="range")
 
-    def run(start: torch.Tensor, k: int, steps: int) -> Result:
-        offset = sum(r.steps for r in results)
+    def run(start: torch.Tensor, steps: int, offset: int = 0) -> Result:
         step_cb = (lambda s: callback(replace(s, step=s.step + offset))) if callback else None
         return optimize(model, objective, pyramid(start, PYRAMID_LEVELS) if param == "pyramid" else start,
                         optimizer=optimizer, lr=DEFAULT_LR.get(optimizer, 1.0) if lr is None else lr, steps=steps,
                         lr_schedule=lr_schedule, tol=tol, scales=scales,
                         transforms=jitter_transform(jitter) if jitter else None, callback=step_cb,
-                        save_every=save_every, seed=seed + k, progress=progress)
+                        save_every=save_every, seed=seed, progress=progress)
 
-    def ended(r: Result) -> bool:
-        return r.interrupted or bool(r.stop_reason)
-
-    results: list[Result] = []
-    for k in range(restarts):   # a fixed start would repeat itself: later restarts start from noise
-        start = initial_image(init if k == 0 or init in ("noise", "blur") else "noise", src.shape, seed + k)
-        results.append(run(start, k, steps))
-        if ended(results[-1]):
-            break
-    merged = None
-    if not ended(results[-1]):
-        start, spread = results[-1].image, UNKNOWN_SPREAD
-        if restarts > 1:
-            runs = torch.cat([r.image for r in results])
-            start = merged = merge_by_fit(model, src, weights, runs)
-            spread = runs.std(0, keepdim=True)   # noise where the runs disagree, none where they agree
-            notes.append(f"{restarts} runs of {steps} steps (seeds {seed}..{seed + restarts - 1}), merged where "
-                         f"each matches the features best")
-        if samples:
-            sigma = spread if sample_noise is None else sample_noise
-            rms = float(torch.as_tensor(sigma).square().mean().sqrt())
-            per_sample, polish = min(steps, sample_steps), min(steps, POLISH_STEPS)
-            noise, drawn = torch.Generator().manual_seed(seed + restarts), []
-            for k in range(samples):
-                kicked = (start + sigma * torch.randn(start.shape, generator=noise)).clamp(0, 1)
-                results.append(run(kicked, restarts + k, per_sample))
-                if ended(results[-1]):
-                    break
-                start = results[-1].image
-                drawn.append(start)
-            else:   # merging blurs what each run matched: a short run from the merge brings the features back
-                results.append(run(merge_by_fit(model, src, weights, torch.cat(drawn)), restarts + samples, polish))
-                notes.append(f"then {samples} runs of {per_sample} steps, each from the one before plus noise "
-                             f"(RMS σ {rms:.3g}), and {polish} steps from their merge")
-    result = chain(results)   # interrupted: the best image of any run
-    if merged is not None and not samples:   # the merge itself is the result
-        result = replace(result, image=merged, loss=objective.at(model, merged))
+    # later restarts start from noise: a fixed start would repeat itself
+    starts = torch.cat([initial_image(init if k == 0 or init in ("noise", "blur") else "noise", src.shape, seed + k)
+                        for k in range(restarts)])
+    if restarts == 1:
+        result = run(starts, steps)
+    else:   # one batched run, merged where each matches best, then a short run from the merge
+        polish = min(POLISH_STEPS, steps // 4)
+        searched = run(starts, steps - polish)
+        merged = merge_by_fit(model, src, weights, searched.image)
+        searched = replace(searched, image=merged, loss=objective.at(model, merged))
+        notes.append(f"{restarts} starts (seeds {seed}..{seed + restarts - 1}) optimised together for "
+                     f"{searched.steps} steps, merged where each matches the features best, then {polish} steps "
+                     f"from the merge")
+        ended = searched.interrupted or bool(searched.stop_reason)
+        result = searched if ended else chain([searched, run(merged, polish, offset=searched.steps)])
     metrics = reconstruction_metrics(model, src, result.image, names)
     record = build_record("invert", options, result, model=model, layers=names, metrics=metrics, notes=notes)
     record["layer_weights"] = weights

@@ -92,8 +92,11 @@ def feature_mse(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def normalized_feature_error(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """‖f - target‖² / ‖target‖² (Mahendran & Vedaldi 2015): 0 is exact, 1 is as far as all zeros."""
-    return (f - target).square().sum() / target.square().sum().clamp_min(1e-12)
+    """‖f - target‖² / ‖target‖² (Mahendran & Vedaldi 2015): 0 is exact, 1 is as far as all zeros.
+
+    A batch `f` against one `target` gives the mean of its images' errors (batched restarts)."""
+    batch = f.shape[0] // target.shape[0] if f.ndim and target.ndim else 1
+    return (f - target).square().sum() / target.square().sum().clamp_min(1e-12) / batch
 
 
 def tv_loss(x: torch.Tensor, beta: float = 2.0, scale: float = 1.0) -> torch.Tensor:

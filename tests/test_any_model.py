@@ -25,7 +25,7 @@ MODELS = ["resnet18", *corpus.BUILDERS]
 COMMANDS = {
     "texture": (["texture", str(BRICK), "--size", "64", "--steps", "4"], "texture"),
     "style": (["style", str(PHOTO), str(BRICK), "--size", "64", "--steps", "3", "--init", "noise"], "style"),
-    "invert": (["invert", str(PHOTO), "--size", "64", "--steps", "3", "--restarts", "1", "--samples", "0"], "invert"),
+    "invert": (["invert", str(PHOTO), "--size", "64", "--steps", "3"], "invert"),
 }
 
 

