@@ -116,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--previous-layers", default="conv3_1", help="'all', 'none' or a comma list")
     parser.add_argument("--search-layers", default="conv3_1", help="--restarts 4 at these ('all', 'none', a list)")
+    parser.add_argument("--search-images", default=None, help="on these images only (default: all)")
     args = parser.parse_args(argv)
     threads = int(os.environ.get("OMP_NUM_THREADS", 2))
     torch.set_num_threads(threads)
@@ -131,7 +132,7 @@ def main(argv=None):
         for layer in layers:
             table["default", image, layer] = f = run_new(model, image, layer)
             row("default", image, layer, f)
-            if layer in chosen(args.search_layers):
+            if layer in chosen(args.search_layers) and image in (args.search_images or image).split(","):
                 table["restarts4", image, layer] = f = run_new(model, image, layer, restarts=4)
                 row("restarts4", image, layer, f)
             if layer in chosen(args.previous_layers):
