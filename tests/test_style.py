@@ -65,8 +65,23 @@ def test_content_and_style_terms_each_fall(model):
     assert set(terms) == {"content:conv2_2", "style:conv1_1", "style:conv2_1"}
     for name, values in terms.items():
         assert values[-1] < 0.6 * values[0], (name, values[0], values[-1])
+    # the record's metrics are the two losses of the returned image, by hand: the content's conv2_2 MSE at
+    # the output's 48x32, and Gatys' Gram loss against the style at 48x48 (its longer side the output's),
+    # 1/2 on each style layer, G = F Fᵀ / (2M)
+    x, content, style = run.image, read_image(CAT, 48)[0], read_image(IHC, 48)[0]
+    assert x.shape == content.shape == (1, 3, 32, 48)
+    layers = ["conv2_2", "conv1_1", "conv2_1"]
+    with torch.no_grad():
+        fx, fc, fs = (model.features(im, layers) for im in (x, content, style))
+
+    def gram(f):
+        f = f[0].flatten(1)
+        return f @ f.T / (2 * f.shape[1])
+    content_loss = float((fx["conv2_2"] - fc["conv2_2"]).square().mean())
+    style_loss = sum(0.5 * float((gram(fx[n]) - gram(fs[n])).square().mean()) for n in ("conv1_1", "conv2_1"))
     metrics = run.record["metrics"]
-    assert metrics["content_loss"] > 0 and metrics["style_loss"] > 0
+    assert metrics["content_loss"] == pytest.approx(content_loss, rel=1e-4)
+    assert metrics["style_loss"] == pytest.approx(style_loss, rel=1e-3)
 
 
 def test_preserve_color_luminance_keeps_the_content_chroma(model):
@@ -202,7 +217,7 @@ def test_cli_writes_image_record_and_report(tmp_path):
     assert set(rec["history"]["terms"]) == {"content:conv2_2", "style1:conv1_1", "style1:conv2_1", "style2:conv1_1",
                                             "style2:conv2_1", "tv"}
     assert rec["output_size"] == [40, 27] and len(rec["style_sizes"]) == 2
-    assert out.with_suffix(".html").read_text().count("<img") >= 4
+    assert out.with_suffix(".html").read_text().count("<img") == 5   # content, 2 styles, result, loss curve
     from invtool.image import read_image as read
     assert tuple(read(out)[0].shape) == (1, 3, 27, 40)
 

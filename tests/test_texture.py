@@ -31,20 +31,42 @@ def model(vgg16_model):
     return vgg16_model
 
 
+def gatys_gram_loss(model, source, image, layers):
+    """Gatys et al.'s texture loss by hand, 1/L on each layer: Σ (G - A)² / (4 C²) with G, A the mean outer
+    products F Fᵀ / M of the image's and the source's channel vectors, each over its own pixel count M
+    (with equal M, eq. 4's Σ (F Fᵀ - S Sᵀ)² / (4 C² M²))."""
+    with torch.no_grad():
+        fx, fs = model.features(image, layers), model.features(source, layers)
+    total = 0.0
+    for name in layers:
+        f, s = fx[name][0].flatten(1), fs[name][0].flatten(1)
+        g, a = f @ f.T / f.shape[1], s @ s.T / s.shape[1]
+        total += float((g - a).square().sum()) / (4 * f.shape[0] ** 2) / len(layers)
+    return total
+
+
 @pytest.mark.parametrize("loss", ["gram", "sorted", "swd"])
 def test_each_loss_decreases(model, loss):
     run = synthesize_texture(IHC, model=model, size=32, steps=12, loss=loss, **FAST)
     history = run.record["history"]["loss"]
     assert min(history) < 0.5 * history[0]
-    assert run.record["metrics"]["gram_loss"] > 0
+    # the record's evaluator is Gatys' Gram loss of the returned image, whatever loss was optimised
+    source = read_image(IHC, 32)[0]
+    assert run.record["metrics"]["gram_loss"] == pytest.approx(
+        gatys_gram_loss(model, source, run.image, FAST["layers"]), rel=1e-3)
 
 
 def test_out_size_honoured_and_other_pixel_counts(model, tmp_path):
+    source = read_image(IHC, 32)[0]
     for loss in ("gram", "sorted", "swd"):    # statistics of a 32x32 source matched on a 48x24 output
         run = synthesize_texture(IHC, model=model, size=32, out_size=(48, 24), steps=3, loss=loss, **FAST)
-        assert run.image.shape == (1, 3, 24, 48)
+        assert run.image.shape == (1, 3, 24, 48) and run.record["sizes"][-1] == [24, 48]
+        assert run.record["metrics"]["gram_loss"] == pytest.approx(   # each Gram over its own pixel count
+            gatys_gram_loss(model, source, run.image, FAST["layers"]), rel=1e-3)
     run.save(tmp_path / "t.png")
-    assert cv2.imread(str(tmp_path / "t.png")).shape == (24, 48, 3)
+    written, _ = read_image(tmp_path / "t.png")
+    assert written.shape == (1, 3, 24, 48)
+    assert torch.allclose(written, run.image, atol=0.5 / 255 + 1e-6)   # the image itself, to 8 bits
 
 
 def test_grey_source_gives_grey_result(model):
@@ -96,11 +118,16 @@ def test_layers_take_weights_by_the_shared_rule(model):
 def test_sweep_contact_sheet(model, tmp_path):
     run = texture_sweep(IHC, model=model, size=32, steps=2, layer_sets=[["conv1_1"], ["conv1_1", "pool1"]],
                         weightings=["uniform", "increasing"], progress=False)
-    assert [r["label"] for r in run.record["runs"]] == [
-        "conv1_1 uniform", "conv1_1 increasing", "conv1_1,pool1 uniform", "conv1_1,pool1 increasing"]
-    assert run.image.shape[-1] > 4 * 32      # source + 4 results, 4 columns, captions under each
+    labels = ["conv1_1 uniform", "conv1_1 increasing", "conv1_1,pool1 uniform", "conv1_1,pool1 increasing"]
+    assert [r["label"] for r in run.record["runs"]] == labels
+    # source + 4 results of 32x32 in 4 columns: 6 px margins, a 22 px caption under each; the source first
+    assert run.image.shape == (1, 3, 6 + 2 * (32 + 22 + 6), 6 + 4 * (32 + 6))
+    assert torch.allclose(run.image[..., 6:38, 6:38], run.inputs["source"], atol=0.5 / 255 + 1e-6)
     paths = run.save(tmp_path / "sweep.png", report=True)
-    assert all(p.is_file() for p in paths) and len(paths) == 3
+    assert [p.name for p in paths] == ["sweep.png", "sweep.json", "sweep.html"]
+    assert torch.allclose(read_image(paths[0])[0], run.image, atol=1e-6)    # the sheet is 8-bit already
+    assert [r["label"] for r in json.loads(paths[1].read_text())["runs"]] == labels
+    assert paths[2].read_text().count("data:image/png;base64,") == 3      # source, sheet, loss curves
 
 
 def cli(*args):
@@ -135,7 +162,7 @@ def test_cli_sweep(tmp_path):
     assert res.exit_code == 0, res.output
     rec = json.loads(out.with_suffix(".json").read_text())
     assert [r["layer_weights"] for r in rec["runs"]] == [[1.0], [1.0], [0.5, 0.5], [1 / 3, 2 / 3]]
-    assert cv2.imread(str(out)).shape[1] > 4 * 32
+    assert cv2.imread(str(out)).shape == (6 + 2 * (32 + 22 + 6), 6 + 4 * (32 + 6), 3)   # 5 cells in 4 columns
 
 
 @pytest.mark.parametrize("args, message", [
