@@ -231,7 +231,7 @@ class _Run:
             torch.where(better, loss, self.best_loss, out=self.best_loss)
         self.bar.update(1)
         if self.save_every and self.steps % self.save_every == 0:
-            self.snapshots.append((self.steps, img.cpu()))
+            self.snapshots.append((self.steps, img.to("cpu", copy=True)))   # a copy: on the CPU, .cpu() would alias the live pixels
         if self.callback and self.callback(Step(self.steps, self.scale, img, loss, terms)) and self.asked_at is None:
             self.asked_at = self.steps
 

@@ -82,6 +82,17 @@ def test_coarse_to_fine(model):
     assert res.snapshots[0][1].shape[-1] == 16 and res.snapshots[-1][1].shape[-1] == 32
 
 
+def test_snapshots_are_copies_of_the_image_at_their_step(model):
+    """On the CPU `.cpu()` returns the tensor itself: snapshots of a pixel run once all showed the final image."""
+    seen = {}
+    res = optimize(model, gram_objective(model, stripes()), noise(1), steps=6, save_every=2, progress=False,
+                   callback=lambda s: seen.__setitem__(s.step, s.image.clone()))
+    assert [s for s, _ in res.snapshots] == [2, 4, 6]
+    for step, snap in res.snapshots:
+        assert torch.equal(snap, seen[step].cpu())
+    assert not torch.equal(res.snapshots[0][1], res.snapshots[-1][1])
+
+
 def test_scales_too_small_for_the_layers_are_dropped(model):
     obj = gram_objective(model, noise(0), ["pool4"])     # needs 16 px
     res = optimize(model, obj, noise(1), steps=4, scales=3, progress=False)
