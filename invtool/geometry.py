@@ -17,6 +17,8 @@ Example:
 import sys
 from dataclasses import dataclass
 
+import onnx
+
 from .errors import InvtoolError
 
 # sizes at which shapes are measured: their difference (128) is a multiple of any stride up to 128
@@ -28,13 +30,15 @@ KNOWN_DEFAULTS = {
     "vgg16": {"texture": ("conv1_1", "pool1", "pool2", "pool3", "pool4"),
               "style": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
               "content": ("conv4_2",), "invert": ("conv3_1",),
-              "compare": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")},
+              "compare": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+              "atlas": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")},
     "resnet18": {"texture": ("conv1", "res2", "res3", "res4"),
                  "style": ("conv1", "res2", "res3", "res4", "res5"),
                  "content": ("res4",), "invert": ("res3",),
-                 "compare": ("conv1", "res2", "res3", "res4", "res5")},
+                 "compare": ("conv1", "res2", "res3", "res4", "res5"),
+                 "atlas": ("conv1", "res2", "res3", "res4", "res5")},
 }
-ROLES = ("texture", "style", "content", "invert", "compare")
+ROLES = ("texture", "style", "content", "invert", "compare", "atlas")
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,14 @@ def _find_stages(model) -> list[Stage]:
 
 def default_layers(model, role: str) -> list[str]:
     """Layers for a command's `role` when the user names none: today's choices on invtool's VGG16 and
-    ResNet18 exports (found by their aliases); otherwise texture, style and compare take one layer per
+    ResNet18 exports (found by their aliases); otherwise texture, style, compare and atlas take one layer per
     stage, content and invert the middle stage."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     if known := _known_defaults(model):
         return list(known[role])
     found = [s.name for s in stages(model)]
-    return found if role in ("texture", "style", "compare") else [found[(len(found) - 1) // 2]]
+    return found if role in ("texture", "style", "compare", "atlas") else [found[(len(found) - 1) // 2]]
 
 
 def choose_layers(model, given, role: str, notes: list[str], progress: bool = False):
@@ -146,3 +150,201 @@ def choose_layers(model, given, role: str, notes: list[str], progress: bool = Fa
 def _known_defaults(model) -> dict | None:
     """KNOWN_DEFAULTS of the architecture whose aliases the model has, if any."""
     return next((c for c in KNOWN_DEFAULTS.values() if all(n in model for names in c.values() for n in names)), None)
+
+
+# --- receptive fields ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """The input pixels a unit of a layer depends on, per axis (rows, columns): the unit at feature
+    position (y, x) sees rows `start[0] + y * stride[0]` … `+ size[0] - 1`, and columns likewise; `start`
+    is negative where zero padding lies before the image."""
+
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    start: tuple[int, int]
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) in input pixels, bottom and right exclusive; may reach past the image."""
+        top, left = self.start[0] + y * self.stride[0], self.start[1] + x * self.stride[1]
+        return top, left, top + self.size[0], left + self.size[1]
+
+
+# ops that map each spatial position to the same position (any number of spatial inputs: their union)
+_POINTWISE = {
+    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
+    "Softsign", "Mish", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Pow", "Abs", "Neg", "Reciprocal", "Floor", "Ceil",
+    "Round", "Sign", "Clip", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Where", "Cast", "Identity",
+    "Dropout", "BatchNormalization", "LRN", "Concat", "Split", "Softmax", "LogSoftmax", "QuantizeLinear",
+    "DequantizeLinear", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or"}
+_WINDOWED = {"Conv", "MaxPool", "AveragePool", "LpPool"}
+# ops whose output has no spatial axes left (a squeeze-excitation branch's context is ignored where it
+# multiplies back into the spatial path: it depends on the whole image, which no crop can show)
+_GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Reshape", "Gemm", "MatMul",
+           "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2", "Shape", "Size", "Squeeze",
+           "Unsqueeze"}
+
+
+def receptive_field(model, name: str) -> ReceptiveField:
+    """The receptive field of layer `name`, from the ONNX graph: sizes, strides, padding and dilation of
+    every convolution and pooling on the way from the image, the union where branches meet (a residual
+    shortcut, an Inception block's concatenation).
+
+    Checked against the stride `strides` measures from shapes. auto_pad SAME is taken at input sizes that
+    are multiples of the stride. An op that moves pixels in other ways (upsampling, a spatial reshape) is
+    an error naming it.
+
+    Example:
+        >>> receptive_field(load_model("models/vgg16.onnx"), "conv3_1")
+        ReceptiveField(size=(24, 24), stride=(4, 4), start=(-10, -10))
+    """
+    tensor = model.resolve(name)
+    cache = model.__dict__.setdefault("_geometry", {}).setdefault("receptive_fields", {})
+    if not cache:
+        cache.update(_receptive_fields(model))
+    found = cache.get(tensor)
+    if found is None:
+        stride(model, name)   # the one-line error for a layer with no spatial resolution
+        raise InvtoolError(f"layer {name!r} has no receptive field in the image: its graph drops the spatial "
+                           "axes on the way; choose a convolutional layer")
+    if isinstance(found, str):
+        raise InvtoolError(f"cannot tell the receptive field of layer {name!r}: {found}; choose a layer before it")
+    return found
+
+
+def _receptive_fields(model) -> dict[str, "ReceptiveField | str"]:
+    """ReceptiveField of every spatial tensor, or why it cannot be had (a string), walking the graph once.
+
+    Per tensor, its spatial axes -> (size, stride, start) per axis; a tensor with no entry is not spatial."""
+    input_axes = (1, 2) if model.channels_last else (2, 3)
+    geo: dict[str, dict[int, tuple[int, int, int]] | str] = {model.input_name: {a: (1, 1, 0) for a in input_axes}}
+    for node in model.proto.graph.node:
+        inputs = [geo[i] for i in node.input if i in geo]
+        if not inputs:
+            continue
+        outputs = [o for o in node.output if o]
+        why = next((g for g in inputs if isinstance(g, str)), None)
+        try:
+            out = why or _through(model, node, [g for g in inputs if not isinstance(g, str)])
+        except _Unknown as e:
+            out = str(e)
+        if out is not None:
+            geo.update((o, out) for o in outputs)
+    measured = strides(model)
+    found = {}
+    for t, g in geo.items():
+        if t == model.input_name or t not in model._producer:
+            continue
+        if isinstance(g, str):
+            found[t] = g
+            continue
+        (ah, (rh, jh, lh)), (aw, (rw, jw, lw)) = sorted(g.items())
+        if t in measured and measured[t] not in (jh, jw):   # a rule above went wrong: say so, never crop wrongly
+            found[t] = f"the graph gives stride {jh} where the shapes give {measured[t]}"
+        else:
+            found[t] = ReceptiveField((rh, rw), (jh, jw), (lh, lw))
+    return found
+
+
+class _Unknown(Exception):
+    """An op on the spatial path whose geometry the walk does not know."""
+
+
+def _through(model, node, inputs) -> dict | None:
+    """The spatial geometry of `node`'s outputs from its inputs' (None: not spatial)."""
+    op = node.op_type
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if op in _GLOBAL:
+        return None
+    if op == "Transpose":
+        perm = attrs["perm"]
+        return {i: inputs[0][p] for i, p in enumerate(perm) if p in inputs[0]}
+    if op in _POINTWISE:
+        axes = set(inputs[0])
+        if any(set(g) != axes for g in inputs):
+            raise _Unknown(f"{op} node {node.name!r} meets tensors with different spatial axes")
+        if op in ("Concat", "Split", "Softmax", "LogSoftmax") and attrs.get("axis", 1 if op != "Split" else 0) in axes:
+            raise _Unknown(f"{op} node {node.name!r} works along a spatial axis")
+        return {a: _union([g[a] for g in inputs]) for a in axes}
+    if op in _WINDOWED:
+        return _window(model, node, attrs, inputs[0])
+    if op == "Pad":
+        return _pad(model, node, attrs, inputs[0])
+    if op == "Slice":
+        return _slice(model, node, attrs, inputs[0])
+    if op == "Gather" and attrs.get("axis", 0) not in inputs[0]:
+        return inputs[0]
+    raise _Unknown(f"op {op} (node {node.name!r}) moves pixels in a way the receptive-field walk does not know")
+
+
+def _union(geos):
+    """The smallest field covering each of these (same stride): where branches meet."""
+    if len({j for _, j, _ in geos}) > 1:
+        raise _Unknown("branches of different strides meet")
+    start = min(l for _, _, l in geos)
+    end = max(l + r for r, _, l in geos)
+    return end - start, geos[0][1], start
+
+
+def _window(model, node, attrs, g):
+    """Conv and pools over axes 2 and 3: size grows by the dilated kernel less one, in input strides."""
+    from .onnx.ops.conv import same_pads
+
+    if set(g) != {2, 3}:
+        raise _Unknown(f"{node.op_type} node {node.name!r} does not see the image's rows and columns as axes 2, 3")
+    kernel = attrs.get("kernel_shape") or list(_constant(model, node.input[1]).shape[2:])
+    strides_ = attrs.get("strides", [1, 1])
+    dilations = attrs.get("dilations", [1, 1])
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = same_pads([64 * s * g[a][1] for a, s in zip((2, 3), strides_)], kernel, strides_, dilations, auto_pad)
+    else:
+        pads = attrs.get("pads", [0, 0, 0, 0]) if auto_pad != "VALID" else [0, 0, 0, 0]
+    out = {}
+    for i, a in enumerate((2, 3)):
+        r, j, l = g[a]
+        out[a] = (r + (kernel[i] - 1) * dilations[i] * j, j * strides_[i], l - pads[i] * j)
+    return out
+
+
+def _pad(model, node, attrs, g):
+    """Pad: the begin pads of the spatial axes move the start back."""
+    pads = attrs.get("pads") if "pads" in attrs else [int(v) for v in _constant(model, node.input[1]).flatten()]
+    rank = len(pads) // 2
+    axes = list(range(rank))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(a) % 4 for a in _constant(model, node.input[3]).flatten()]
+    begins = dict(zip(axes, pads[:rank]))
+    return {a: (r, j, l - begins.get(a, 0) * j) for a, (r, j, l) in g.items()}
+
+
+def _slice(model, node, attrs, g):
+    """Slice: a start on a spatial axis moves the start on, a step multiplies the stride."""
+    def values(k, key, default):
+        if key in attrs:
+            return list(attrs[key])
+        if len(node.input) > k and node.input[k]:
+            return [int(v) for v in _constant(model, node.input[k]).flatten()]
+        return default
+    starts = values(1, "starts", [])
+    axes = [a % 4 for a in values(3, "axes", list(range(len(starts))))]
+    steps = values(4, "steps", [1] * len(starts))
+    out = dict(g)
+    for a, start, step in zip(axes, starts, steps):
+        if a in out:
+            if start < 0 or step < 1:
+                raise _Unknown(f"Slice node {node.name!r} counts a spatial axis from its end or backwards")
+            r, j, l = out[a]
+            out[a] = (r, j * step, l + start * j)
+    return out
+
+
+def _constant(model, name: str):
+    """The value of a constant tensor (an initializer or a Constant node's output)."""
+    if name in model._weights:
+        return model._weights[name].cpu().numpy()
+    for node in model.proto.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return onnx.numpy_helper.to_array(node.attribute[0].t)
+    raise _Unknown(f"tensor {name!r} is computed, not constant")
