@@ -87,14 +87,16 @@ class FeatureModel:
             raise InvtoolError(f"image tensor must be [N, 3, H, W] RGB in [0, 1], got {shape}")
         wanted = {n: self.resolve(n) for n in names}
         key = tuple(sorted(set(wanted.values())))
-        module = self.module(key)
+        values = dict(zip(key, self.module(key)(self.network_input(x))))
+        return {n: values[t] for n, t in wanted.items()}
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the ONNX graph's input gets for images `x` (RGB in [0, 1]): preprocessed, on the device, and
+        channels-last where the graph wants it; ONNX Runtime, which runs the graph alone, is fed this too."""
         x = x.to(self.device)
         if self._pre is not None:
             x = self._pre(x)
-        if self.channels_last:
-            x = x.permute(0, 2, 3, 1)
-        values = dict(zip(key, module(x)))
-        return {n: values[t] for n, t in wanted.items()}
+        return x.permute(0, 2, 3, 1) if self.channels_last else x
 
     def module(self, tensor_names: tuple[str, ...]) -> torch.nn.Module:
         """The (cached) module computing exactly these ONNX tensors from the network's input."""
