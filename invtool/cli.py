@@ -362,3 +362,61 @@ def style_command(content, styles, output, report, quiet, model, preprocess, poo
     run = transfer_style(content, list(styles), model=model, preprocess=preprocess, pool=pool, device=device,
                          progress=not quiet, **options)
     finish(run, output, report)
+
+
+# --- atlas ---------------------------------------------------------------------------------------
+
+from .atlas import build_atlas  # noqa: E402
+
+_ATL = inspect.signature(build_atlas).parameters
+
+
+@main.command("atlas")
+@click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="The site's folder: new, empty, or an earlier atlas (its finished units are reused).")
+@click.option("--layers", default=None, help="Comma-separated layers  [default: the model's stages; VGG16: "
+              "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1]")
+@click.option("--channels", default=None, help="Channels of every layer, e.g. 0-15 or 3,7,12-15  [default: all]")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="A folder of images for the dataset examples (unreadable files are skipped and listed).")
+@click.option("--top", type=click.IntRange(0), default=_ATL["top"].default, show_default=True,
+              help="Dataset examples per unit.")
+@click.option("--steps", type=click.IntRange(1), default=_ATL["steps"].default, show_default=True,
+              help="Adam steps of each visualisation.")
+@click.option("--size", type=click.IntRange(16), default=_ATL["size"].default, show_default=True,
+              help="Side of each visualisation, in pixels.")
+@click.option("--seed", type=int, default=_ATL["seed"].default, show_default=True,
+              help="Random seed: the same seed gives byte-identical images, serially or in parallel.")
+@click.option("--batch", type=click.IntRange(1), default=_ATL["batch"].default, show_default=True,
+              help="Channels per job (one batched run); it shapes the images, --workers does not.")
+@click.option("--example-size", type=click.IntRange(16), default=_ATL["example_size"].default, show_default=True,
+              help="Images are resized and centre-cropped to this side for the dataset pass.")
+@click.option("--workers", type=click.IntRange(1), default=_ATL["workers"].default, show_default=True,
+              help="1: in this process; N: N Ray workers on this machine (pip install 'invtool[ray]').")
+@click.option("--address", default=None, help="Run the jobs on the Ray cluster at this address instead.")
+@model_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def atlas_command(model_path, model, output, layers, quiet, **options):
+    """Build a browsable offline atlas of MODEL's units (or --model's) in the folder -o: index.html, a page
+    per layer and per unit (what excites and suppresses it, the dataset examples that drive it), a JSON per
+    layer.
+
+    \b
+      invtool atlas models/vgg16.onnx -o out/atlas --layers conv3_1 --channels 0-15 --images photos/
+      invtool atlas models/vgg16.onnx -o out/atlas --workers 2        # on a local Ray
+    """
+    try:
+        rec = build_atlas(model_path or model, output, layers=_names(layers) if layers else None, progress=not quiet,
+                          **options)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the finished units are kept in {output}; the same command goes on from there",
+                   err=True)
+        sys.exit(130)
+    units, examples = rec["units"], rec["examples"]
+    click.echo(f"wrote {output}/index.html: {len(rec['layers'])} layers, {units['total']} units "
+               f"({units['computed']} computed, {units['cached']} from the cache) in {rec['wall_time']:.1f} s")
+    if examples:
+        click.echo(f"dataset examples: {examples['images']} images on {examples['engine']} "
+                   f"({examples['images_per_sec']} images/s)" +
+                   (f"; skipped {', '.join(s['file'] for s in examples['skipped'])}" if examples["skipped"] else ""))

@@ -104,3 +104,43 @@ def corpus_model(tmp_path_factory):
                 pytest.skip(f"{name} cannot be exported here: {e}")
         return built[name]
     return get
+
+
+# --- the atlas -------------------------------------------------------------------------------------
+
+SMALL_ATLAS = dict(layers="conv1_2,conv2_1", channels="0-3", size="32", steps="4", batch="2", top="3",
+                   example_size="32", seed="3")
+
+
+def atlas_args(model, out, **options) -> list[str]:
+    """`invtool atlas` arguments for the small test atlas (SMALL_ATLAS, overridden by `options`)."""
+    args = ["atlas", str(model), "-o", str(out), "--quiet"]
+    for key, value in {**SMALL_ATLAS, **options}.items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+@pytest.fixture(scope="session")
+def atlas_images(tmp_path_factory):
+    """A folder of five small seeded images (of other sizes and aspects) and two files that are not images."""
+    from invtool.image import write_png
+    folder = tmp_path_factory.mktemp("atlas-images")
+    g = torch.Generator().manual_seed(0)
+    for i, (h, w) in enumerate([(40, 48), (48, 40), (32, 32), (36, 60), (64, 50)]):
+        write_png(folder / f"img{i}.png", torch.rand(1, 3, h, w, generator=g))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_atlas(vgg16_conv_onnx, atlas_images, tmp_path_factory):
+    """The small atlas built once by the command, serially: (its folder, the command's output)."""
+    from click.testing import CliRunner
+
+    from invtool.cli import main
+    out = tmp_path_factory.mktemp("atlas") / "site"
+    result = CliRunner().invoke(main, atlas_args(vgg16_conv_onnx[0], out, images=atlas_images))
+    assert result.exit_code == 0, result.output
+    return out, result.output
