@@ -22,6 +22,7 @@ from ..errors import InvtoolError
 from .units import Job, run_job
 
 CONNECT_TIMEOUT = 5.0   # seconds an --address gets to answer
+TASK_CPUS = 1           # CPUs (and torch threads) per Ray task: N workers on N cores, none oversubscribed
 RAY_EXTRA = "pip install 'invtool[ray]'"
 
 
@@ -67,7 +68,7 @@ class Runner:
             return
         ray = self.ray
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        task = ray.remote(_ray_job).options(num_cpus=1, num_gpus=gpus, max_retries=0)
+        task = ray.remote(_ray_job).options(num_cpus=TASK_CPUS, num_gpus=gpus, max_retries=0)
         model_bytes = ray.put(model.proto.SerializeToString())   # a top-level argument: Ray resolves it
         spec = {"path": model.path, "sha256": model.sha256, "preprocess": model.preprocess, "pool": model.pool,
                 "device": None if gpus else "cpu"}
@@ -133,8 +134,11 @@ _MODELS: dict[tuple, object] = {}   # in each Ray worker process: the models it 
 
 def _ray_job(model_bytes: bytes, spec: dict, job: Job) -> list[dict]:
     """A Ray task: the job's units, on the model of these bytes (loaded once per worker process)."""
+    import torch
+
     from ..model import FeatureModel
 
+    torch.set_num_threads(TASK_CPUS)   # Ray sets OMP_NUM_THREADS for its workers only where it was not set
     key = (spec["sha256"], spec["pool"], spec["device"])
     if key not in _MODELS:
         _MODELS[key] = FeatureModel(onnx.load_from_string(model_bytes), path=spec["path"], sha256=spec["sha256"],
