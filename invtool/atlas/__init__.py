@@ -236,7 +236,8 @@ def _provenance(model) -> dict:
     if "invtool.source" in meta:
         try:
             source = json.loads(meta["invtool.source"])
-            provenance.update((k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in source.items())
+            provenance.update(("weights sha256" if k == "sha256" else k, " ".join(map(str, v)) if isinstance(v, list)
+                               else v) for k, v in source.items())
         except ValueError:
             provenance["source"] = meta["invtool.source"]
     provenance["preprocessing"] = meta.get("invtool.preprocess") or (
