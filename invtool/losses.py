@@ -26,9 +26,20 @@ GRAM_NORMS = {
 
 def gram_matrix(f: torch.Tensor, norm: str = "gatys") -> torch.Tensor:
     """Gram matrices `[N, C, C]` of features `[N, C, H, W]`, divided as `GRAM_NORMS[norm]` says."""
+    return normalize_gram(gram_sum(f), f.shape, norm)
+
+
+def gram_sum(f: torch.Tensor) -> torch.Tensor:
+    """Σ over positions of f fᵀ, `[N, C, C]`, for features `[N, C, H, W]`: the unnormalised Gram matrix, a sum
+    over positions, so the sums over tiles of an image add up to the whole image's (invtool/tiled.py)."""
     n, c, h, w = f.shape
     flat = f.reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / GRAM_NORMS[norm](c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2))
+
+
+def normalize_gram(total: torch.Tensor, shape, norm: str = "gatys") -> torch.Tensor:
+    """The Gram matrix from `gram_sum` over features of `shape` [N, C, H, W], divided as `GRAM_NORMS[norm]` says."""
+    return total / GRAM_NORMS[norm](shape[1], shape[2] * shape[3])
 
 
 def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -88,7 +99,12 @@ def sliced_wasserstein_loss(f: torch.Tensor, target: torch.Tensor, n_projections
 
 def feature_mse(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of two feature tensors of the same shape."""
-    return (f - target).square().mean()
+    return squared_error(f, target) / f.numel()
+
+
+def squared_error(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ (f - target)²: `feature_mse` times the element count, a sum over positions (see `gram_sum`)."""
+    return (f - target).square().sum()
 
 
 def normalized_feature_error(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

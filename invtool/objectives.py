@@ -10,13 +10,18 @@ adapt to the size it is given (e.g. resize the target features); statistics such
 (normalised per pixel) and sorted activations (resampled to the pixel count) need nothing.
 `image` is the image as parameterised, before any transform (jitter, roll) that the model sees.
 
+A term given as a `Sum` (a function of a sum over one layer's positions: Gram matrices, squared feature
+errors) can also be evaluated over tiles of an image too large for one pass (invtool/tiled.py), as can a term
+that reads no layer (TV, evaluated on the whole image).
+
 Example:
     >>> style = Objective(lambda f, x: f["conv1_1"].square().mean(), layers=["conv1_1"], name="energy")
     >>> smooth = Objective(lambda f, x: losses.tv_loss(x), name="tv")
     >>> total = style - 0.1 * smooth          # terms: {"energy": 1.0, "tv": -0.1}
     >>> loss, terms = total.evaluate(features, image)
 """
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -25,18 +30,66 @@ from .errors import InvtoolError
 Fn = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Region:
+    """Where some feature positions lie: `rows` and `cols` of the whole image's feature map of the layer, for an
+    image of `size` (h, w). `tiling` is how the engine evaluates that image (a `tiled.Tiling`, None for one pass):
+    a term computing a target of that size may compute it the same way, within the same memory."""
+    rows: slice
+    cols: slice
+    size: tuple[int, int]
+    tiling: Any = None
+
+
+@dataclass(frozen=True)
+class Sum:
+    """A term that is a function of a sum over the positions of one layer's features, so that it can be evaluated
+    over tiles of the image exactly (invtool/tiled.py): the term is `loss(Σ statistic(F, region), shape, whole)`,
+    the sum over the image's positions, in one region or the tiles' interiors.
+
+    statistic: features at some positions `[N, C, h, w]` and their `Region` -> a tensor summed over those positions
+        (`losses.gram_sum`, `losses.squared_error` against a target's same positions).
+    loss: the statistic summed over every position, the whole feature map's shape and its Region -> the term.
+    stored: bytes the term keeps for an h x w image (a target feature map), for the memory plan; None: nothing
+        that grows with the image.
+    """
+    layer: str
+    statistic: Callable[[torch.Tensor, Region], torch.Tensor]
+    loss: Callable[[torch.Tensor, tuple[int, ...], Region], torch.Tensor]
+    stored: Callable[[int, int], int] | None = None
+
+    def __call__(self, features, image) -> torch.Tensor:
+        """The term in one pass over the whole image, as an Objective's `fn`."""
+        f = features[self.layer]
+        whole = Region(slice(0, f.shape[-2]), slice(0, f.shape[-1]), tuple(image.shape[-2:]))
+        return self.loss(self.statistic(f, whole), f.shape, whole)
+
+
+class Term(NamedTuple):
+    """One named term of an Objective: `weight * fn(features, image)`, reading `layers`; `sums` says how to
+    evaluate it over tiles (None: it cannot be, unless it reads no layer and is evaluated on the whole image)."""
+    weight: float
+    name: str
+    fn: Fn
+    layers: tuple[str, ...]
+    sums: Sum | None = None
+
+
 class Objective:
     """A weighted sum of named terms; each term is `fn(features, image) -> scalar tensor`.
 
     Args:
-        fn: the term, reading `features[name]` for names in `layers` and/or the image `[N, 3, H, W]`.
+        fn: the term, reading `features[name]` for names in `layers` and/or the image `[N, 3, H, W]`; or a `Sum`,
+            which also lets the term be evaluated over tiles (its layer is then the term's).
         layers: the feature names `fn` needs (as the model resolves them).
         name: the term's name in logs, records and error messages.
     """
 
-    def __init__(self, fn: Fn, layers=(), name: str = "objective"):
-        self.parts: list[tuple[float, str, Fn]] = [(1.0, name, fn)]
-        self.layers: tuple[str, ...] = tuple(dict.fromkeys(layers))
+    def __init__(self, fn: Fn | Sum, layers=(), name: str = "objective"):
+        sums = fn if isinstance(fn, Sum) else None
+        layers = (sums.layer,) if sums else tuple(dict.fromkeys(layers))
+        self.parts: list[Term] = [Term(1.0, name, fn, layers, sums)]
+        self.layers: tuple[str, ...] = layers
 
     @classmethod
     def _of(cls, parts, layers) -> "Objective":
@@ -46,11 +99,11 @@ class Objective:
 
     @property
     def names(self) -> list[str]:
-        return [name for _, name, _ in self.parts]
+        return [t.name for t in self.parts]
 
     def evaluate(self, features, image) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total and each term's weighted contribution to it (tensors; no host sync)."""
-        terms = {name: w * fn(features, image) for w, name, fn in self.parts}
+        terms = {t.name: t.weight * t.fn(features, image) for t in self.parts}
         return sum(terms.values()), terms
 
     def __call__(self, features, image) -> torch.Tensor:
@@ -72,12 +125,12 @@ class Objective:
         if not isinstance(other, Objective):
             return NotImplemented
         taken, parts = set(self.names), list(self.parts)
-        for w, name, fn in other.parts:
-            unique, i = name, 2
+        for t in other.parts:
+            unique, i = t.name, 2
             while unique in taken:
-                unique, i = f"{name}#{i}", i + 1
+                unique, i = f"{t.name}#{i}", i + 1
             taken.add(unique)
-            parts.append((w, unique, fn))
+            parts.append(t._replace(name=unique))
         return Objective._of(parts, self.layers + other.layers)
 
     __radd__ = __add__
@@ -85,7 +138,7 @@ class Objective:
     def __mul__(self, k):
         if not isinstance(k, (int, float)):
             return NotImplemented
-        return Objective._of([(w * k, name, fn) for w, name, fn in self.parts], self.layers)
+        return Objective._of([t._replace(weight=t.weight * k) for t in self.parts], self.layers)
 
     __rmul__ = __mul__
 
@@ -99,7 +152,7 @@ class Objective:
         return self + (-other)
 
     def __repr__(self):
-        return " + ".join(f"{w:g}*{name}" for w, name, _ in self.parts)
+        return " + ".join(f"{t.weight:g}*{t.name}" for t in self.parts)
 
 
 MAX_WEIGHT = 1e4   # past this a term drowns all others: surely a typo
@@ -197,8 +250,8 @@ def on_image(objective: Objective, i: int) -> Objective:
     the images independently, and so does Adam (its steps are per element), so the sum of the N objectives
     gives each image the run it would have had alone, N times faster than N runs.
     """
-    parts = [(w, name, lambda f, x, fn=fn: fn({k: v[i:i + 1] for k, v in f.items()}, x[i:i + 1]))
-             for w, name, fn in objective.parts]
+    parts = [t._replace(fn=lambda f, x, fn=t.fn: fn({k: v[i:i + 1] for k, v in f.items()}, x[i:i + 1]), sums=None)
+             for t in objective.parts]
     return Objective._of(parts, objective.layers)
 
 
