@@ -14,10 +14,12 @@ Example:
     [('conv1', 2), ('res2b', 4), ('res3b', 8), ('res4b', 16), ('res5b', 32)]
     >>> default_layers(model, "texture")       # one per stage, or VGG16's Gatys layers on VGG16
 """
+import math
 import sys
 from dataclasses import dataclass
 
 import onnx
+import torch
 
 from .errors import InvtoolError
 
@@ -73,6 +75,77 @@ def stride(model, name: str) -> int:
         raise InvtoolError(f"layer {name!r} has no spatial resolution (its size does not follow the input's); "
                            "choose a convolutional layer")
     return found[tensor]
+
+
+def alignment(model, layers) -> int:
+    """The step that tile offsets must be multiples of for the features of `layers` to line up with the whole
+    image's (every pooling and strided convolution window in the same place): the lcm of the strides of every
+    tensor they are computed from; the deepest layer's stride in a plain backbone."""
+    for name in layers:
+        stride(model, name)   # the one-line error for a layer without spatial resolution
+    found = strides(model)
+    producer = {o: node for node in model.proto.graph.node for o in node.output}
+    todo, seen = [model.resolve(n) for n in layers], set()
+    while todo:
+        t = todo.pop()
+        if t not in seen:
+            seen.add(t)
+            todo.extend(producer[t].input if t in producer else ())
+    return math.lcm(*(found[t] for t in seen if t in found))
+
+
+_PROBE_SIDES = (256, 512, 1024, 2048, 4096)
+
+
+def reach(model, layers) -> tuple[int, int]:
+    """(before, after): how many input pixels before and after its own block of `stride` pixels a feature position
+    of `layers` depends on, the most over both axes and every layer: the halo a tile needs for the features of its
+    interior to equal the whole image's (invtool/tiled.py). Cached on the model.
+
+    Measured by a dry run rather than read from the graph (`receptive_field`, which the atlas crops by, ignores a
+    squeeze-excitation branch's whole-image context; exact tiles cannot), so that it is what the features really
+    depend on, whatever the ops: a row of NaN in an image of zeros spreads to exactly the feature rows that depend
+    on it, and a column to the columns. An InvtoolError when a layer depends on more than the largest probe (a
+    global pooling): it cannot be tiled.
+    """
+    cache = model.__dict__.setdefault("_geometry", {}).setdefault("reach", {})
+    key = tuple(sorted({model.resolve(n) for n in layers}))
+    if key not in cache:
+        cache[key] = _measure_reach(model, list(layers))
+    return cache[key]
+
+
+def _measure_reach(model, names) -> tuple[int, int]:
+    narrow, steps = model.min_size(names), {n: stride(model, n) for n in names}
+    for side in _PROBE_SIDES:   # a larger probe until no layer's NaN reaches the probe's edges
+        found = [_probe(model, names, steps, side, narrow, axis) for axis in (2, 3)]
+        if None not in found:
+            return max(b for b, _ in found), max(a for _, a in found)
+    raise InvtoolError(f"layers {', '.join(names)} depend on more than {_PROBE_SIDES[-1] // 2} px on each side of "
+                       "a position (a global pooling?), so they cannot be evaluated in tiles; give more --memory or "
+                       "choose convolutional layers")
+
+
+def _probe(model, names, steps, side: int, narrow: int, axis: int) -> tuple[int, int] | None:
+    """(before, after) along `axis` from a NaN line across a side-long image; None if some layer's NaN reaches
+    the probe's edge (the probe is too small to tell)."""
+    shape = [1, 3, narrow, narrow]
+    shape[axis] = side
+    x = torch.zeros(shape, device=model.device)
+    c = side // 2
+    x.narrow(axis, c, 1).fill_(float("nan"))
+    with torch.no_grad():
+        feats = model.features(x, names)
+    before = after = 0
+    for name in names:
+        f = feats[name].isnan().movedim(axis, 0).flatten(1).any(1)
+        hit = f.nonzero().flatten().tolist()
+        if not hit or hit[0] == 0 or hit[-1] == len(f) - 1:
+            return None
+        # position j reads pixels j s - before ... j s + s - 1 + after; the NaN at c reaches j = hit[0] ... hit[-1]
+        s = steps[name]
+        before, after = max(before, hit[-1] * s - c + s - 1), max(after, c - hit[0] * s)
+    return before, after
 
 
 def stages(model) -> list[Stage]:
