@@ -96,6 +96,13 @@ def optimizer_options(api):
     return decorate
 
 
+def memory_option(f):
+    """--memory, for the commands whose objectives tile (texture, style)."""
+    return click.option("--memory", default=None, help="Memory budget, e.g. 2G or 512M: past it the image is "
+                        "optimised in tiles (exactly: the same loss and gradient) and L-BFGS keeps fewer pairs or "
+                        "gives way to Adam; the record says  [default: what the device has free]")(f)
+
+
 def finish(run, output, report: bool) -> None:
     """Write the run's image, record (and report), say what was written; exit 130 if interrupted."""
     paths = run.save(output, report=report)
@@ -171,6 +178,7 @@ from .texture import GATYS_LAYERS, LOSSES, synthesize_texture  # noqa: E402
 @click.option("--out-size", type=SIZE, default=None, help="Output size S or WxH  [default: the source's]")
 @click.option("--tile", is_flag=True, help="Make the output wrap around seamlessly (tileable).")
 @optimizer_options(synthesize_texture)
+@memory_option
 @click.option("--sweep", is_flag=True, help="One run per layer set conv1_1, +pool1, … +pool4, in one contact sheet.")
 @click.option("--sweep-layers", default=None, help='Layer sets to sweep, ";"-separated: "conv1_1;conv1_1,pool1".')
 @click.option("--sweep-weights", default=None, help='Weightings to sweep, ";"-separated: "uniform;increasing".')
@@ -348,6 +356,7 @@ _STY = inspect.signature(transfer_style).parameters
 @click.option("--size", default=str(_STY["size"].default), show_default=True, type=SIDE_OR_SIZE,
               help="Output size: N (the content's longer side, resized to it) or WxH.")
 @optimizer_options(transfer_style)
+@memory_option
 def style_command(content, styles, output, report, quiet, model, preprocess, pool, device, **options):
     """Paint CONTENT in the style of one or more STYLE images (Gatys et al. 2016).
 

@@ -16,7 +16,10 @@ What the loop does for every command:
   bar, the early stop (relative improvement of the best loss over `window` steps below `tol`) and the
   non-finite check run (measured at 64 px on CPU, progress bar on: 0.92-1.07x the steps/s of a bare
   Adam loop);
-- Ctrl-C or SIGTERM ends the run at the next step with `interrupted=True` and the best image so far;
+- in a memory budget (`memory`), each scale evaluates the objective in one pass or, when that would not fit,
+  exactly over tiles (invtool/tiled.py), and L-BFGS keeps fewer curvature pairs or gives way to Adam; the
+  Result's `memory` says what each scale did;
+- Ctrl-C or SIGTERM ends the run at the next step (or tile) with `interrupted=True` and the best image so far;
 - a non-finite loss stops the run, keeps the last finite image and names the term that blew up;
 - deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
   random transform is drawn once per 20 iterations and held (`_HeldTransform`), since a line search
@@ -79,6 +82,7 @@ class Result:
     stop_reason: str = ""               # why the run ended before its budget, in words
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
+    memory: list[dict] = field(default_factory=list)   # per scale: budget, optimiser, tiling (tiled.Plan.info)
 
 
 class _Stop(Exception):
@@ -89,7 +93,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
              lr: float = 0.05, steps: int = 200, lr_schedule: str | Callable[[float], float] = "constant",
              tol: float = 0.0, window: int = 20, scales: int = 1, transforms: Transform | None = None,
              callback: Callable[[Step], bool | None] | None = None, save_every: int = 0, seed: int = 0,
-             progress: bool = True, wrap: bool = False) -> Result:
+             progress: bool = True, wrap: bool = False, memory=None) -> Result:
     """Minimise `objective` over an image; returns the best image found and the run's histories.
 
     Args:
@@ -112,7 +116,11 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         save_every: keep a CPU snapshot of the image every N steps (0: none).
         seed: seeds the transforms' generator, so a run repeats exactly.
         progress: show a tqdm bar with the loss and steps/s.
-        wrap: the image is periodic (a tileable texture): resize it periodically between scales.
+        wrap: the image is periodic (a tileable texture): resize it periodically between scales, and let tiles'
+            halos wrap around.
+        memory: the budget in bytes (or "2G"; None: what the device has free) for the image, the optimiser's
+            state and the evaluation: past it each scale is evaluated in tiles, exactly, and L-BFGS keeps fewer
+            pairs or gives way to Adam (`tiled.plan`; said in the notes and `Result.memory`).
     """
     _check_options(optimizer, lr_schedule, steps, scales, window)
     device = torch.device(model.device)
@@ -123,30 +131,38 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     with torch.no_grad():
         n, _, h, w = param.image_fn().shape
     require_size(model, layers, h, w, "the output")
-    lbfgs_memory = 2 * LBFGS_HISTORY * n * 3 * h * w * 4   # its curvature pairs: image-sized float vectors
-    check_memory(model, layers, h, w, n, extra=lbfgs_memory if optimizer == "lbfgs" else 0)
     sizes, notes = _scale_sizes(h, w, scales, model.min_size(layers) if layers else 1)
+    plans = [tiled.plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
+    notes += [note for p in plans for note in p.notes]
     budgets = [steps // len(sizes)] * len(sizes)
     budgets[-1] += steps - sum(budgets)
 
     view = _model_view(transforms, optimizer, seed)
     run = _Run(objective.names, steps, window, save_every, callback, progress, notes)
     with _stop_on_signals(run.stop):
-        for scale, (size, budget) in enumerate(zip(sizes, budgets)):
+        for scale, (size, budget, plan) in enumerate(zip(sizes, budgets, plans)):
             if scale > 0 or size != (h, w):   # the previous scale's best image, as the same kind of Param
                 param = param.resize(*size, wrap, image=run.best_img)
             run.begin_scale(scale, size, budget)
-            _run_scale(run, model, objective, layers, param, view, optimizer, lr, lr_schedule, tol)
+            _run_scale(run, model, objective, layers, param, view, plan, lr, lr_schedule, tol, wrap)
             if run.end_scale(tol):
                 break
-    return run.result(param, (h, w), sizes, device)
+    result = run.result(param, (h, w), sizes, device)
+    result.memory = [p.info for p in plans]
+    return result
 
 
-def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, optimizer: str,
-               lr: float, lr_schedule, tol: float) -> None:
-    """One scale: up to `run.budget` steps of `optimizer` on `param`, every evaluation recorded in `run`."""
-    opt = _make_optimizer(optimizer, param.params, lr)
+def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, plan: "tiled.Plan",
+               lr: float, lr_schedule, tol: float, wrap: bool) -> None:
+    """One scale: up to `run.budget` steps of the plan's optimiser on `param`, every evaluation recorded in `run`;
+    the objective evaluated in one pass or over the plan's tiles."""
+    optimizer = plan.optimizer
+    opt = _make_optimizer(optimizer, param.params, plan.lr or lr, plan.history)
     base_lr = opt.param_groups[0]["lr"]
+
+    def between_tiles():   # a long tiled step stops at the next tile; the last complete step's image is kept
+        if run.stop.is_set():
+            raise _Stop
 
     def closure():
         if run.must_stop():
@@ -155,7 +171,11 @@ def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], para
         if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
             param.project()
         img = param.image_fn()
-        loss, terms = objective.evaluate(model.features(view(img), layers), img)
+        if plan.tiling is None:
+            loss, terms = objective.evaluate(model.features(view(img), layers), img)
+        else:
+            loss, terms = tiled.evaluate(model, objective, view(img), img, plan.tiling, wrap=wrap,
+                                         between=between_tiles)
         loss.backward()
         run.record(img.detach(), loss.detach(), terms)
         return loss
@@ -427,17 +447,6 @@ def available_memory(device) -> int | None:
         return None
 
 
-def check_memory(model, layers, h: int, w: int, batch: int = 1, extra: int = 0) -> None:
-    """InvtoolError with the estimate when an h x w run (plus `extra` bytes) would not fit in the device's
-    free memory."""
-    if not layers:
-        return
-    need, have = estimate_memory(model, layers, h, w, batch) + extra, available_memory(model.device)
-    if have is not None and need > have:
-        raise InvtoolError(f"a {w}x{h} image through {layers[-1]} needs about {need / 2**30:.1f} GB but "
-                           f"{model.device} has {have / 2**30:.1f} GB free; use a smaller size or fewer/shallower layers")
-
-
 def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple[int, int]], list[str]]:
     sizes = [(max(1, round(h / 2 ** s)), max(1, round(w / 2 ** s))) for s in range(scales - 1, -1, -1)]
     usable = [s for s in sizes if min(s) >= min_side] or sizes[-1:]
@@ -455,14 +464,14 @@ def _check_options(optimizer: str, lr_schedule, steps: int, scales: int, window:
         raise InvtoolError(f"steps, scales and window must be at least 1 (got {steps}, {scales}, {window})")
 
 
-def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, params, lr: float, history: int = LBFGS_HISTORY) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
     # 20 iterations per call; the closure ends the call when the budget is spent. Tolerances off: the
     # engine's own early stop decides, whatever the loss scale.
-    return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=LBFGS_HISTORY,
+    return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=history,
                              tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
 
 
@@ -494,3 +503,6 @@ def _stop_on_signals(stop: threading.Event):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+from . import tiled  # noqa: E402  (at the end: tiled uses this module's memory estimate)

@@ -15,19 +15,21 @@ Example:
     >>> run.save("out/chelsea_ihc.png", report=True)
 """
 import functools
+import math
 from pathlib import Path
 
 import torch
 
 from . import losses
 from .errors import InvtoolError, close_matches
-from .geometry import KNOWN_DEFAULTS, choose_layers
+from .geometry import KNOWN_DEFAULTS, choose_layers, stride
 from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, layer_weights
+from .objectives import Objective, Sum, layer_weights
 from .optimize import optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
+from . import tiled
 
 CONTENT_LAYERS = KNOWN_DEFAULTS["vgg16"]["content"]   # on VGG16, Gatys et al. 2016
 STYLE_LAYERS = KNOWN_DEFAULTS["vgg16"]["style"]       # each 1/5
@@ -43,7 +45,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
                    init: str = "content", pool: str = "max", preserve_color: str = "none", size=160,
                    scales: int = 1, optimizer: str = "lbfgs", steps: int = 200, lr: float = 1.0,
                    lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0, save_every: int = 0,
-                   preprocess=None, device=None, progress: bool = True, callback=None) -> Run:
+                   memory=None, preprocess=None, device=None, progress: bool = True, callback=None) -> Run:
     """Paint `content` in the style of `styles`; returns a Run (`.image`, `.record`, `.save(path, report)`).
 
     Args:
@@ -72,6 +74,9 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         preserve_color: "none", "luminance" or "histogram" (see the module docstring).
         size: the output's longer side N, or (width, height); None keeps the content's size. 160 px and
             200 steps take about a minute on 2 CPU cores; ask for more with `size` and `steps`.
+        memory: the budget, bytes or "2G" (None: what the device has free): past it the output is optimised in
+            tiles, exactly, and L-BFGS keeps fewer pairs or gives way to Adam (the record's `memory` and notes
+            say); the gram style loss tiles, swd does not.
         scales, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to
             `optimize`. L-BFGS from the content image is the classic fast choice and the default.
     """
@@ -91,6 +96,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         raise InvtoolError("give at least one style image")
     if style_scale <= 0:
         raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
+    memory = None if memory is None else tiled.parse_memory(memory)
     blend = blend_weights(style_blend, len(styles))
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
     options.update(style_weight=style_weight, style_blend=blend)
@@ -132,12 +138,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     start = initial_image(init, target, style_imgs, blend, torch.Generator().manual_seed(seed))
     result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, callback=callback, save_every=save_every, seed=seed,
-                      progress=progress)
+                      progress=progress, memory=memory)
 
-    with torch.no_grad():
-        x = result.image.to(device)
-        feats = model.features(x, layers)
-        metrics = {"content_loss": float(content_obj(feats, x)), "style_loss": float(style_obj(feats, x))}
+    metrics = {"content_loss": tiled.score(model, content_obj, result.image, memory)[0],
+               "style_loss": tiled.score(model, style_obj, result.image, memory)[0]}
     image, snapshots = result.image, result.snapshots
     if preserve_color == "luminance":
         image = with_chroma(image, content_img)
@@ -154,14 +158,17 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
 
 
 def content_objective(model: FeatureModel, content: torch.Tensor, layers: dict[str, float]) -> Objective:
-    """Σ w_l MSE(F_l, P_l): the content's features P_l are computed once per size the engine asks at."""
-    @functools.cache
-    def targets(h, w):
-        with torch.no_grad():
-            return model.features(resize_image(content, h, w), list(layers))
+    """Σ w_l MSE(F_l, P_l): the content's features P_l are computed once per size the engine asks at (in tiles
+    when the engine evaluates that size in tiles). Each term is a sum over positions, so it tiles."""
+    targets = per_size(lambda h, w, tiling: tiled.features(model, resize_image(content, h, w), layers, tiling))
 
-    return sum(wt * Objective(lambda f, x, n=name: losses.feature_mse(f[n], targets(*x.shape[-2:])[n]), [name],
-                              name=f"content:{name}") for name, wt in layers.items())
+    def term(name):
+        s, channels = stride(model, name), model.channels(name)
+        return Sum(name, lambda f, where: losses.squared_error(f, targets(where)[name][..., where.rows, where.cols]),
+                   lambda total, shape, where: total / math.prod(shape),
+                   stored=lambda h, w: 4 * channels * (h // s + 1) * (w // s + 1))
+
+    return sum(wt * Objective(term(name), name=f"content:{name}") for name, wt in layers.items())
 
 
 def style_objective(model: FeatureModel, styles: list[torch.Tensor], layers: dict[str, float], blend: list[float],
@@ -174,24 +181,43 @@ def style_objective(model: FeatureModel, styles: list[torch.Tensor], layers: dic
     """
     generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
 
+    def resized(s, h, w):
+        return resize_image(s, *_style_size(s.shape[-2:], h, w, scale, min_side))
+
     @functools.cache
-    def targets(h, w):
-        out = []
-        with torch.no_grad():
-            for s in styles:
-                feats = model.features(resize_image(s, *_style_size(s.shape[-2:], h, w, scale, min_side)), list(layers))
-                out.append({n: losses.gram_matrix(f) if loss == "gram" else f for n, f in feats.items()})
-        return out
+    def features(h, w):   # swd's targets: the style images' features
+        return [tiled.features(model, resized(s, h, w), layers) for s in styles]
+
+    def grams(h, w, tiling):   # Gram's: Σ f fᵀ over the style images' positions, normalised, in tiles if need be
+        sums = (tiled.sums(model, resized(s, h, w), {n: lambda f, where: losses.gram_sum(f) for n in layers}, tiling)
+                for s in styles)
+        return [{n: losses.normalize_gram(total, shape) for n, (total, shape) in found.items()} for found in sums]
+
+    targets = per_size(grams)
 
     def term(i, name):
-        if loss == "gram":
-            return lambda f, x: losses.gram_loss(losses.gram_matrix(f[name]), targets(*x.shape[-2:])[i][name])
-        return lambda f, x: losses.sliced_wasserstein_loss(f[name], targets(*x.shape[-2:])[i][name],
+        if loss == "gram":   # a sum over positions: it tiles (objectives.Sum)
+            return Sum(name, lambda f, where: losses.gram_sum(f),
+                       lambda total, shape, where: losses.gram_loss(losses.normalize_gram(total, shape),
+                                                                    targets(where)[i][name]))
+        return lambda f, x: losses.sliced_wasserstein_loss(f[name], features(*x.shape[-2:])[i][name],
                                                            generator=generator)
 
     prefix = ["style"] if len(styles) == 1 else [f"style{i + 1}" for i in range(len(styles))]
     return sum(b * wt * Objective(term(i, name), [name], name=f"{prefix[i]}:{name}")
                for i, b in enumerate(blend) for name, wt in layers.items())
+
+
+def per_size(compute):
+    """`compute(h, w, tiling)` cached per image size: an objective's targets at each size the engine asks at,
+    computed as the engine evaluates that size (`objectives.Region`: in one pass or in its tiles)."""
+    cache = {}
+
+    def get(where):
+        if where.size not in cache:
+            cache[where.size] = compute(*where.size, where.tiling)
+        return cache[where.size]
+    return get
 
 
 def initial_image(spec: str, content: torch.Tensor, styles: list[torch.Tensor], blend: list[float],
@@ -260,15 +286,19 @@ def _style_size(shape, h: int, w: int, scale: float, min_side: int) -> tuple[int
 
 
 def _read(image, size) -> tuple[torch.Tensor, list[str]]:
+    """An image file or tensor as `[1, 3, H, W]` in [0, 1], resized to `size` (a size too large for one image is
+    refused before it is allocated)."""
     if isinstance(image, (str, Path)):
-        return read_image(image, size)
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
+        x, notes = read_image(image)
+    elif not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
         raise InvtoolError("images must be files or [1, 3, H, W] tensors in [0, 1]")
-    x = image.detach().float().cpu().clamp(0, 1)
+    else:
+        x, notes = image.detach().float().cpu().clamp(0, 1), []
     if size is not None:
         w, h = fit_size(x.shape[-1], x.shape[-2], size)
+        tiled.check_pixels(1, h, w)
         x = resize_image(x, h, w)
-    return x, []
+    return x, notes
 
 
 def _describe(image) -> str:

@@ -24,9 +24,10 @@ from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
 from .image import fit_size, read_image
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, layer_weights as layer_weights_of
-from .optimize import check_memory, optimize, require_size
+from .objectives import Objective, Sum, layer_weights as layer_weights_of
+from .optimize import optimize, require_size
 from .record import Run, build_record
+from .tiled import parse_memory, plan, score
 
 GATYS_LAYERS = KNOWN_DEFAULTS["vgg16"]["texture"]   # Gatys et al. 2015
 LOSSES = ("gram", "sorted", "swd")
@@ -39,7 +40,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
                        pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
                        tile: bool = False, scales: int = 2, optimizer: str | None = None, steps: int = 200,
                        lr: float | None = None, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
-                       save_every: int = 0, progress: bool = True, callback=None) -> Run:
+                       save_every: int = 0, memory=None, progress: bool = True, callback=None) -> Run:
     """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
 
     Args:
@@ -62,6 +63,9 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         tile: make the output wrap around seamlessly.
         optimizer: default "lbfgs" (lr 1) for gram and sorted, "adam" (lr 0.02) for swd, whose random
             projections change at every evaluation, which L-BFGS's line search cannot follow.
+        memory: the budget, bytes or "2G" (None: what the device has free): past it the output is optimised in
+            tiles, exactly, and L-BFGS keeps fewer pairs or gives way to Adam (the record's `memory` and notes
+            say); only the gram loss tiles.
         scales, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to `optimize`.
             L-BFGS over 2 scales is the default: on VGG16 at 128 px it gets the Gram loss 6-50x lower
             than Adam in the same steps; the coarse scale costs a quarter per step (brick at 256 px, in
@@ -75,6 +79,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         raise InvtoolError(f"unknown loss {loss!r}{close_matches(loss, LOSSES)}; use one of {', '.join(LOSSES)}")
     if gram_norm not in losses.GRAM_NORMS:
         raise InvtoolError(f"unknown Gram normalisation {gram_norm!r}; use one of {', '.join(losses.GRAM_NORMS)}")
+    memory = None if memory is None else parse_memory(memory)
     optimizer = optimizer or ("adam" if loss == "swd" else "lbfgs")
     lr = lr or (1.0 if optimizer == "lbfgs" else 0.02)
     options.update(optimizer=optimizer, lr=lr)
@@ -92,21 +97,21 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     if tile and (period := max(stride(model, n) for n in layers)) and (oh % period or ow % period):
         notes.append(f"the output {ow}x{oh} is not a multiple of the layers' stride {period}: the deepest "
                      f"layers wrap only approximately; a multiple of {period} wraps exactly")
-    check_memory(model, layers, oh, ow)   # before allocating anything that large
     objective = texture_objective(model, src, layers, weights, loss=loss, gram_norm=gram_norm, seed=seed)
+    net = model.variant(padding="circular") if tile else model
+    plan(net, objective, 1, oh, ow, optimizer=optimizer, memory=memory, wrap=tile)   # before allocating anything
     grey = is_grey(src)
     if grey:
         notes.append("grey source: grey result (grey starting noise, the model sees the channels' mean, so the "
                      "three channels stay equal; Gram statistics of a grey source hardly pin the colours)")
     init = initial_noise(src, oh, ow, seed, grey=grey)
-    result = optimize(model.variant(padding="circular") if tile else model, objective, init, optimizer=optimizer,
-                      lr=lr, steps=steps, lr_schedule=lr_schedule, tol=tol, scales=scales, callback=callback,
-                      save_every=save_every, seed=seed, progress=progress, wrap=tile,
-                      transforms=to_grey if grey else None)
+    result = optimize(net, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
+                      tol=tol, scales=scales, callback=callback, save_every=save_every, seed=seed,
+                      progress=progress, wrap=tile, transforms=to_grey if grey else None, memory=memory)
     if grey:   # equal already (equal start, equal gradients); the mean makes it exact whatever the optimiser
         result = replace(result, image=to_grey(result.image),
                          snapshots=[(step, to_grey(x)) for step, x in result.snapshots])
-    metrics = {"gram_loss": gram_texture_loss(model, src, result.image, layers)}
+    metrics = {"gram_loss": gram_texture_loss(model, src, result.image, layers, memory)}
     record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
     record["layer_weights"] = weights
     return Run(result.image, record, {"source": src}, result.snapshots)
@@ -144,9 +149,10 @@ def texture_objective(model: FeatureModel, source: torch.Tensor, layers, weights
 
     terms = []
     for name, w in zip(layers, weights):
-        if loss == "gram":
+        if loss == "gram":   # a sum over positions: it tiles (objectives.Sum)
             target = losses.gram_matrix(feats[name], gram_norm)
-            fn = lambda f, x, n=name, t=target: losses.gram_loss(losses.gram_matrix(f[n], gram_norm), t)
+            fn = Sum(name, lambda f, where: losses.gram_sum(f),
+                     lambda s, shape, where, t=target: losses.gram_loss(losses.normalize_gram(s, shape, gram_norm), t))
         elif loss == "sorted":
             target = losses.sorted_channels(feats[name])
             fn = lambda f, x, n=name, t=target: losses.sorted_loss(f[n], t)
@@ -175,10 +181,11 @@ def layer_weighting(model: FeatureModel, layers: dict[str, float], spec: str = "
     return list(layer_weights_of(layers, "texture", normalise=True).values())
 
 
-def gram_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor, layers) -> float:
+def gram_texture_loss(model: FeatureModel, source: torch.Tensor, image: torch.Tensor, layers, memory=None) -> float:
     """The evaluator textures are judged by: Gatys' Gram loss, 1/L on each of `layers` (the run's own, so
-    that runs with other losses or weights are comparable; Gatys' conv1_1, pool1..pool4 on VGG16)."""
-    return texture_objective(model, source, layers, [1.0 / len(layers)] * len(layers)).at(model, image)
+    that runs with other losses or weights are comparable; Gatys' conv1_1, pool1..pool4 on VGG16); in tiles when
+    one pass over the image would not fit `memory`."""
+    return score(model, texture_objective(model, source, layers, [1.0 / len(layers)] * len(layers)), image, memory)[0]
 
 
 def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:

@@ -7,8 +7,9 @@ import torch
 
 from invtool import InvtoolError, losses
 from invtool.objectives import Objective
-from invtool.optimize import Result, _HeldTransform, _Run, chain, check_memory, estimate_memory, optimize
+from invtool.optimize import Result, _HeldTransform, _Run, chain, estimate_memory, optimize
 from invtool.param import fourier, pyramid, resize_image
+from invtool.tiled import plan
 from invtool.transforms import random_roll
 
 LAYERS = ["conv1_1", "pool1"]
@@ -168,9 +169,11 @@ def test_memory_estimate(model, monkeypatch):
     assert estimate_memory(model, LAYERS, 128, 128) == pytest.approx(4 * est, rel=1e-3)   # grows with pixels
     conv1_1 = 64 * 64 * 64 * 4                      # bytes of one 64-channel float map at 64x64
     assert 2 * conv1_1 < est < 20 * conv1_1         # conv1_1 and conv1_2 are saved, and their gradients
-    monkeypatch.setattr("invtool.optimize.available_memory", lambda device: 2**30)
-    with pytest.raises(InvtoolError, match=r"a 8000x6000 image through pool1 needs about \d+\.\d GB"):
-        check_memory(model, LAYERS, 6000, 8000)
+    monkeypatch.setattr("invtool.tiled.available_memory", lambda device: 2**30)
+    opaque = Objective(lambda f, x: f["pool1"].mean(), ["pool1"], name="opaque")   # a term that cannot be tiled
+    with pytest.raises(InvtoolError, match=r"a 8000x6000 image through pool1 needs about \d+\.\d GB for one pass, "
+                                           r"more than the memory budget of 1\.0 GB leaves, and term opaque cannot"):
+        plan(model, opaque, 1, 6000, 8000)
 
 
 def test_memory_estimate_runs_the_model_once_per_layers(model, monkeypatch):
@@ -195,7 +198,7 @@ def test_a_pyramid_stays_a_pyramid_at_the_next_scale_and_starts_from_the_best_im
     seen, optimised = [], []
     make = __import__("invtool.optimize", fromlist=["_make_optimizer"])._make_optimizer
     monkeypatch.setattr("invtool.optimize._make_optimizer",
-                        lambda name, params, lr: optimised.append([p.shape[-1] for p in params]) or make(name, params, lr))
+                        lambda name, params, *rest: optimised.append([p.shape[-1] for p in params]) or make(name, params, *rest))
     res = optimize(model, brightness(), pyramid(noise(1), levels=4), steps=8, scales=2, lr=0.05, progress=False,
                    callback=lambda s: seen.append((s.scale, s.image.clone(), float(s.loss))))
     assert res.sizes == [(16, 16), (32, 32)]
@@ -212,7 +215,7 @@ def test_fourier_stays_fourier_at_the_next_scale(model, monkeypatch):
     optimised = []
     make = __import__("invtool.optimize", fromlist=["_make_optimizer"])._make_optimizer
     monkeypatch.setattr("invtool.optimize._make_optimizer",
-                        lambda name, params, lr: optimised.append([tuple(p.shape) for p in params]) or make(name, params, lr))
+                        lambda name, params, *rest: optimised.append([tuple(p.shape) for p in params]) or make(name, params, *rest))
     optimize(model, brightness(), fourier(noise(1)), steps=4, scales=2, progress=False)
     assert optimised == [[(1, 3, 16, 9, 2)], [(1, 3, 32, 17, 2)]]   # a spectrum at each scale
 

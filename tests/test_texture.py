@@ -170,7 +170,7 @@ def test_cli_sweep(tmp_path):
     (["--size", 8, "--layers", "conv1_1,pool4"], "use at least 16x16"),
     (["--loss", "gram", "--layer-weights", "1,2,3"], "give weights with the layers: conv1_1:1,pool1:0.5"),
     (["--layers", "conv1_1:2,pool1", "--layer-weights", "increasing"], "give one or the other"),
-    (["--out-size", "200000x100000"], "GB but"),
+    (["--out-size", "200000x100000"], "more than invtool can hold in one image"),
 ])
 def test_cli_bad_options(tmp_path, args, message):
     if not VGG16_ONNX.is_file():
