@@ -118,7 +118,7 @@ def test_parsed_objective_is_the_weighted_sum_it_says(small):
 def test_layer_names_may_hold_colons_slashes_and_dashes():
     obj = parse_objective("channel:block1/Relu:0:12-0.5*layer:conv1-7x7 + neuron:features.3:4")
     assert obj.layers == ("block1/Relu:0", "conv1-7x7", "features.3")
-    assert [w for w, _, _ in obj.parts] == [1.0, -0.5, 1.0]
+    assert [t.weight for t in obj.parts] == [1.0, -0.5, 1.0]
 
 
 @pytest.mark.parametrize("text, column, problem", [

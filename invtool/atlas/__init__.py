@@ -45,7 +45,7 @@ FORMAT = 1
 
 
 def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channels=None, images=None, top: int = 9,
-                steps: int = 128, size: int = 128, seed: int = 0, batch: int = 8, example_size: int = 224,
+                steps: int = 64, size: int = 128, seed: int = 0, batch: int = 8, example_size: int = 224,
                 engine: str = "auto", workers: int = 1, address: str | None = None, preprocess=None,
                 pool: str = "max", device=None, progress: bool = True) -> dict:
     """Build (or bring up to date) the atlas of `model` in the folder `output`; returns its record.
