@@ -38,7 +38,7 @@ INIT_NOISE = 0.2   # the range of the starting noise around the source's mean co
 def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None,
                        layer_weights="uniform", loss: str = "gram", gram_norm: str = "gatys",
                        pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
-                       tile: bool = False, scales: int = 2, optimizer: str | None = None, steps: int = 200,
+                       tile: bool = False, scales: int = 2, optimizer: str | None = None, steps: int = 150,
                        lr: float | None = None, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
                        save_every: int = 0, memory=None, progress: bool = True, callback=None) -> Run:
     """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
@@ -68,9 +68,10 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
             say); only the gram loss tiles.
         scales, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to `optimize`.
             L-BFGS over 2 scales is the default: on VGG16 at 128 px it gets the Gram loss 6-50x lower
-            than Adam in the same steps; the coarse scale costs a quarter per step (brick at 256 px, in
-            the same ~170 s: Gram loss 9.7 with 2 scales and 200 steps, 13.3 with 1 scale and 150).
-            tests/bench/bench_texture.py compares it with the seeds' Adam setting.
+            than Adam in the same steps; the coarse scale costs a quarter per step. 150 steps take about
+            a minute at 256 px on 2 CPU cores; 200 (~90 s) lowered the final Gram loss 1.1-3.2x on five
+            held-out sources (README), in images hard to tell apart. tests/bench/bench_texture.py
+            compares the default with the seeds' Adam setting.
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "source", "callback", "progress")}
     options.update(source=str(source) if isinstance(source, (str, Path)) else "tensor",

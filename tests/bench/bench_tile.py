@@ -2,12 +2,13 @@
 
 Run: `make bench` (or `.venv/bin/python tests/bench/bench_tile.py [SEEDS]`). 2 threads, the built models.
 For each model, SEEDS runs of `texture --tile` (brick, 64 px source, 128x64 output, 60 steps, default
-layers), and SEEDS runs of `make demo`'s texture on VGG16 (128 px source, 256x128, 200 steps), and per run `metrics.seam_ratios`: mean |first - last column| over the mean difference of
+layers), and SEEDS runs of `make demo`'s texture on VGG16 (128 px source, 256x128, the default steps), and per run `metrics.seam_ratios`: mean |first - last column| over the mean difference of
 neighbouring columns (and the same for rows), about 1 when the seam is like the interior. One image says
 little on brick, whose mortar lines may fall on the seam as anywhere else, so the figures are the mean
 over seeds and the seam's percentile among the image's own neighbouring pairs (uniform, mean 0.5, when
 the seam is no different from them; near 1 for a real seam).
 """
+import inspect
 import statistics
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from invtool.metrics import neighbour_differences, seam_ratios  # noqa: E402
 from invtool.texture import synthesize_texture  # noqa: E402
 
 SOURCE = ROOT / "examples" / "textures" / "brick.png"
+DEMO_STEPS = inspect.signature(synthesize_texture).parameters["steps"].default   # make demo passes none
 
 
 def seam_percentiles(image: torch.Tensor) -> tuple[float, float]:
@@ -34,7 +36,7 @@ def main():
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     for label, name, size, out_size, steps in (("vgg16", "vgg16", 64, (128, 64), 60),
                                                ("resnet18", "resnet18", 64, (128, 64), 60),
-                                               ("vgg16, make demo's settings", "vgg16", 128, (256, 128), 200)):
+                                               ("vgg16, make demo's settings", "vgg16", 128, (256, 128), DEMO_STEPS)):
         model = load_model(ROOT / "models" / f"{name}.onnx", device="cpu")
         ratios, ranks = [], []
         for seed in range(seeds):
