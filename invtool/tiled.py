@@ -33,10 +33,11 @@ from .objectives import Objective, Region, Term
 from .optimize import LBFGS_HISTORY, available_memory, estimate_memory
 
 PASSES = 2            # a statistics pass without gradients, then a gradient pass
-IMAGE_BUFFERS = 8     # image-sized tensors a step keeps besides the optimiser's: the image, its gradient, the best
-                      # image, the tiles' gradient, and an image term's (TV: about 4)
+IMAGE_BUFFERS = 6     # image-sized tensors a run keeps besides the optimiser's: the pixels, their gradient, the best
+                      # image, the tiles' gradient and its product in the backward pass, the starting image
+TERM_BUFFERS = 4      # and each term that reads the image itself (TV: its differences and their gradients)
 LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the line search's copies
-STATE = {"adam": 4, "sgd": 2, None: 0}   # Adam's moments and its step's temporaries; SGD's momentum
+STATE = {"adam": 3, "sgd": 2, None: 0}   # Adam's moments and a temporary of its step; SGD's momentum and one
 MIN_HISTORY = 5       # with room for fewer L-BFGS pairs than this, Adam takes over
 ADAM_LR = 0.02        # Adam's learning rate on pixels when it takes over (the commands' own)
 MAX_VALUES = 2**31 - 1   # values in one image tensor: OpenCV's and many kernels' 32-bit indexing
@@ -313,7 +314,8 @@ def plan(model, objective: Objective, n: int, h: int, w: int, *, optimizer: str 
     layers = list(objective.layers)
     budget = parse_memory(memory) if memory is not None else available_memory(model.device)
     image = 4 * n * 3 * h * w
-    fixed = IMAGE_BUFFERS * image + sum(t.sums.stored(h, w) for t in objective.parts if t.sums and t.sums.stored)
+    fixed = (image * (IMAGE_BUFFERS + TERM_BUFFERS * sum(not t.layers for t in objective.parts))
+             + sum(t.sums.stored(h, w) for t in objective.parts if t.sums and t.sums.stored))
     whole = estimate_memory(model, layers, h, w, n) if layers else 0
     info = {"size": [w, h], "budget": budget, "one_pass": whole, "tiled": False}
 
