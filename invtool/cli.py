@@ -84,6 +84,8 @@ def optimizer_options(api):
         ("lr_schedule", dict(type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule over each scale.")),
         ("tol", dict(type=float, help="Stop a scale when the loss improves by less than this fraction over 20 steps.")),
         ("scales", dict(type=click.IntRange(1), help="Coarse-to-fine: optimise at 1/2^(K-1) size first, then double.")),
+        ("work_size", dict(type=click.IntRange(0), help="Larger outputs start at this side and are refined at each "
+                                                        "doubling (0: never).")),
         ("seed", dict(type=int, help="Random seed: the same seed gives the same image.")),
         ("save_every", dict(type=click.IntRange(0), help="Keep a snapshot every N steps for the report (0: none).")),
     ]

@@ -52,6 +52,7 @@ OPTIMIZERS = ("adam", "sgd", "lbfgs")
 MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
 LR_SCHEDULES = ("constant", "step", "cosine")
 LBFGS_HISTORY = 50   # curvature pairs L-BFGS keeps
+WORK_SIZE = 512      # texture's and style's working size: larger outputs are refined from it, one doubling at a time
 
 
 @dataclass
@@ -93,7 +94,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
              lr: float = 0.05, steps: int = 200, lr_schedule: str | Callable[[float], float] = "constant",
              tol: float = 0.0, window: int = 20, scales: int = 1, transforms: Transform | None = None,
              callback: Callable[[Step], bool | None] | None = None, save_every: int = 0, seed: int = 0,
-             progress: bool = True, wrap: bool = False, memory=None) -> Result:
+             progress: bool = True, wrap: bool = False, memory=None, work_size: int | None = None) -> Result:
     """Minimise `objective` over an image; returns the best image found and the run's histories.
 
     Args:
@@ -121,17 +122,30 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         memory: the budget in bytes (or "2G"; None: what the device has free) for the image, the optimiser's
             state and the evaluation: past it each scale is evaluated in tiles, exactly, and L-BFGS keeps fewer
             pairs or gives way to Adam (`tiled.plan`; said in the notes and `Result.memory`).
+        work_size: when the image's longer side is larger, the run starts at this size (with its `scales`
+            below it) and is upsampled and refined at each doubling up to the output size: one more scale
+            per doubling (0 or None: never). The deepest layers' receptive fields (VGG16's conv5_1: 212 px)
+            cover little of a 2048 px image, so a run there from noise lays out no large-scale structure:
+            the working-size run does, and each doubling adds the detail of its size.
     """
     _check_options(optimizer, lr_schedule, steps, scales, window)
     device = torch.device(model.device)
     param = init if isinstance(init, Param) else pixel(init.to(device))
+    with torch.no_grad():
+        n, _, h, w = param.image_fn().shape
+    refine = _doublings(max(h, w), work_size)
+    scales += refine
     if scales > 1 and param.remake is None:
         raise InvtoolError("coarse-to-fine scales need a resizable parameterisation such as pixel; use --scales 1")
     layers = list(objective.layers)
-    with torch.no_grad():
-        n, _, h, w = param.image_fn().shape
     require_size(model, layers, h, w, "the output")
     sizes, notes = _scale_sizes(h, w, scales, model.min_size(layers) if layers else 1)
+    if refine:
+        notes.append(f"the {w}x{h} output is larger than the working size {work_size}: {refine} refining "
+                     f"scale{'s' * (refine > 1)} after it, one per doubling")
+    if steps < len(sizes):   # every scale needs a step to hand an image on: keep the finest
+        notes.append(f"{steps} steps for {len(sizes)} scales: only the {steps} finest are run")
+        sizes = sizes[-steps:]
     plans = [tiled.plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
     notes += [note for p in plans for note in p.notes]
     budgets = [steps // len(sizes)] * len(sizes)
@@ -445,6 +459,11 @@ def available_memory(device) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _doublings(side: int, work_size: int | None) -> int:
+    """How many times a run at `work_size` must double to reach `side` (0 when it is not larger)."""
+    return 0 if not work_size or side <= work_size else math.ceil(math.log2(side / work_size))
 
 
 def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple[int, int]], list[str]]:

@@ -26,7 +26,7 @@ from .geometry import KNOWN_DEFAULTS, choose_layers, stride
 from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights
-from .optimize import optimize, require_size
+from .optimize import WORK_SIZE, optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
 from . import tiled
@@ -43,7 +43,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
                    style_layers=None, content_weight: float = 1.0, style_weight: float | None = None,
                    tv_weight: float = 0.0, style_loss: str = "gram", style_blend=None, style_scale: float = 1.0,
                    init: str = "content", pool: str = "max", preserve_color: str = "none", size=160,
-                   scales: int = 1, optimizer: str = "lbfgs", steps: int = 200, lr: float = 1.0,
+                   scales: int = 1, work_size: int | None = WORK_SIZE, optimizer: str = "lbfgs", steps: int = 200, lr: float = 1.0,
                    lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0, save_every: int = 0,
                    memory=None, preprocess=None, device=None, progress: bool = True, callback=None) -> Run:
     """Paint `content` in the style of `styles`; returns a Run (`.image`, `.record`, `.save(path, report)`).
@@ -77,8 +77,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         memory: the budget, bytes or "2G" (None: what the device has free): past it the output is optimised in
             tiles, exactly, and L-BFGS keeps fewer pairs or gives way to Adam (the record's `memory` and notes
             say); the gram style loss tiles, swd does not.
-        scales, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to
-            `optimize`. L-BFGS from the content image is the classic fast choice and the default.
+        scales, work_size, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed
+            to `optimize`. L-BFGS from the content image is the classic fast choice and the default. An output
+            larger than `work_size` (512) starts there and is refined at each doubling, the style images
+            resized for each size as `style_scale` says, so brush strokes keep their size relative to the output.
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "content", "styles", "callback", "progress")}
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
@@ -137,7 +139,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")   # per pixel
     start = initial_image(init, target, style_imgs, blend, torch.Generator().manual_seed(seed))
     result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
-                      tol=tol, scales=scales, callback=callback, save_every=save_every, seed=seed,
+                      tol=tol, scales=scales, work_size=work_size, callback=callback, save_every=save_every, seed=seed,
                       progress=progress, memory=memory)
 
     metrics = {"content_loss": tiled.score(model, content_obj, result.image, memory)[0],

@@ -25,7 +25,7 @@ from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
 from .image import fit_size, read_image
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights as layer_weights_of
-from .optimize import optimize, require_size
+from .optimize import WORK_SIZE, optimize, require_size
 from .record import Run, build_record
 from .tiled import parse_memory, plan, score
 
@@ -38,7 +38,7 @@ INIT_NOISE = 0.2   # the range of the starting noise around the source's mean co
 def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None,
                        layer_weights="uniform", loss: str = "gram", gram_norm: str = "gatys",
                        pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
-                       tile: bool = False, scales: int = 2, optimizer: str | None = None, steps: int = 150,
+                       tile: bool = False, scales: int = 2, work_size: int | None = WORK_SIZE, optimizer: str | None = None, steps: int = 150,
                        lr: float | None = None, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
                        save_every: int = 0, memory=None, progress: bool = True, callback=None) -> Run:
     """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
@@ -66,7 +66,8 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         memory: the budget, bytes or "2G" (None: what the device has free): past it the output is optimised in
             tiles, exactly, and L-BFGS keeps fewer pairs or gives way to Adam (the record's `memory` and notes
             say); only the gram loss tiles.
-        scales, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to `optimize`.
+        scales, work_size, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed to
+            `optimize` (an output larger than `work_size` gets one more scale per doubling).
             L-BFGS over 2 scales is the default: on VGG16 at 128 px it gets the Gram loss 6-50x lower
             than Adam in the same steps; the coarse scale costs a quarter per step. 150 steps take about
             a minute at 256 px on 2 CPU cores; 200 (~90 s) lowered the final Gram loss 1.1-3.2x on five
@@ -107,7 +108,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
                      "three channels stay equal; Gram statistics of a grey source hardly pin the colours)")
     init = initial_noise(src, oh, ow, seed, grey=grey)
     result = optimize(net, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
-                      tol=tol, scales=scales, callback=callback, save_every=save_every, seed=seed,
+                      tol=tol, scales=scales, work_size=work_size, callback=callback, save_every=save_every, seed=seed,
                       progress=progress, wrap=tile, transforms=to_grey if grey else None, memory=memory)
     if grey:   # equal already (equal start, equal gradients); the mean makes it exact whatever the optimiser
         result = replace(result, image=to_grey(result.image),

@@ -94,6 +94,18 @@ def test_snapshots_are_copies_of_the_image_at_their_step(model):
     assert not torch.equal(res.snapshots[0][1], res.snapshots[-1][1])
 
 
+def test_outputs_past_the_working_size_are_refined_at_each_doubling(model):
+    obj = gram_objective(model, stripes())
+    res = optimize(model, obj, noise(1, 64), steps=8, scales=2, work_size=20, progress=False)
+    # 64 px is 2 doublings past 20 (20 -> 40 -> 80 >= 64): two refining scales after the 2 of the working size
+    assert res.sizes == [(8, 8), (16, 16), (32, 32), (64, 64)] and res.scale_starts == [0, 2, 4, 6]
+    assert "larger than the working size 20: 2 refining scales" in " ".join(res.notes)
+    same = optimize(model, obj, noise(1, 64), steps=8, scales=2, work_size=64, progress=False)
+    assert same.sizes == [(32, 32), (64, 64)]
+    few = optimize(model, obj, noise(1, 64), steps=2, scales=2, work_size=20, progress=False)
+    assert few.sizes == [(32, 32), (64, 64)] and few.steps == 2 and few.image.shape[-1] == 64
+
+
 def test_scales_too_small_for_the_layers_are_dropped(model):
     obj = gram_objective(model, noise(0), ["pool4"])     # needs 16 px
     res = optimize(model, obj, noise(1), steps=4, scales=3, progress=False)

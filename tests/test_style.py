@@ -169,6 +169,15 @@ def test_sizes_and_aspect_ratios_are_handled_and_recorded(model):
     assert any("style 1: 256x64 resized to" in n for n in run.record["notes"])
 
 
+def test_outputs_past_the_working_size_start_there_and_are_refined(model):
+    run = transfer_style(CAT, IHC, model=model, size=64, work_size=32, steps=4, content_layers="conv2_2",
+                         style_layers="conv1_1,conv2_1", progress=False)
+    h, w = run.image.shape[-2:]
+    assert max(h, w) == 64 and run.record["sizes"] == [[h // 2, w // 2], [h, w]]
+    assert run.record["scale_starts"] == [0, 2]
+    assert any("larger than the working size 32" in n for n in run.record["notes"])
+
+
 def test_init_modes():
     content, style = torch.rand(1, 3, 8, 12), torch.rand(1, 3, 8, 12)
     g = lambda: torch.Generator().manual_seed(3)
