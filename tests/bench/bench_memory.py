@@ -1,0 +1,73 @@
+"""Print-size results in bounded memory (issue 20): peak RSS and wall time of `invtool texture` and `invtool style`
+at large sizes under `--memory 2G`, each run in its own process under /usr/bin/time -v, and the compute overhead
+of tiling (seconds per step, tiled / one pass, at 1024x1024 where both fit). One scale at the full size
+(`--scales 1 --work-size 0`), so that the seconds per step are the full size's.
+
+    OMP_NUM_THREADS=2 .venv/bin/python tests/bench/bench_memory.py [SIZES] [--steps N]
+
+SIZES defaults to 1024,2048,4096 (4096 takes tens of minutes a step on 2 CPU cores). Outputs go to a temporary
+folder. Targets: 2048² under 3 GB peak RSS, 4096² under 6 GB; tiled/one-pass time per step ≤ 1.5x.
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EX = ROOT / "examples"
+COMMANDS = {"texture": lambda n: ["texture", str(EX / "textures" / "brick.png"), "--out-size", str(n)],
+            "style": lambda n: ["style", str(EX / "images" / "chelsea.png"), str(EX / "textures" / "ihc.png"),
+                                "--size", str(n)]}
+
+
+def run(args: list[str], out: Path) -> dict:
+    """One command line under /usr/bin/time -v: its record, peak RSS (GB) and wall time (s)."""
+    proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "invtool", *args, "-q", "-o", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        return {"error": proc.stderr.strip().splitlines()[-1]}
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 2**20
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", proc.stderr).group(1)
+    seconds = sum(float(p) * 60**i for i, p in enumerate(reversed(wall.split(":"))))
+    return {"record": json.loads(out.with_suffix(".json").read_text()), "rss": rss, "wall": seconds}
+
+
+def describe(plan: dict) -> str:
+    if not plan.get("tiled"):
+        return f"one pass, {plan['optimizer']}"
+    return f"{plan['tiles']} tiles of {plan['tile']}, halo {plan['halo']}, {plan['optimizer']}" + (
+        f" ({plan['history']} pairs)" if plan["optimizer"] == "lbfgs" else "")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sizes", nargs="?", default="1024,2048,4096")
+    ap.add_argument("--steps", type=int, default=2)
+    opts = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"{'command':8} {'size':>5} {'memory':>7} {'peak RSS GB':>11} {'wall s':>7} {'s/step':>7}  plan (last scale)")
+        timing = {}
+        for n in [int(s) for s in opts.sizes.split(",")]:
+            for name, args in COMMANDS.items():
+                for memory in (["2G"] if n != 1024 else ["2G", None]):
+                    extra = ["--steps", str(opts.steps), "--scales", "1", "--work-size", "0"] + (["--memory", memory] if memory else [])
+                    res = run(args(n) + extra, Path(tmp) / f"{name}-{n}.png")
+                    if "error" in res:
+                        print(f"{name:8} {n:5d} {memory or 'free':>7}  refused: {res['error']}", flush=True)
+                        continue
+                    rec = res["record"]
+                    per_step = rec["wall_time"] / rec["steps"]
+                    timing[name, n, memory] = per_step
+                    print(f"{name:8} {n:5d} {memory or 'free':>7} {res['rss']:11.2f} {res['wall']:7.0f} {per_step:7.1f}"
+                          f"  {describe(rec['memory'][-1])}", flush=True)
+        for name in COMMANDS:
+            if (name, 1024, "2G") in timing and (name, 1024, None) in timing:
+                print(f"{name}: tiled / one pass at 1024x1024, seconds per step: "
+                      f"{timing[name, 1024, '2G'] / timing[name, 1024, None]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
