@@ -13,6 +13,7 @@ Example:
     >>> with Runner(workers=2) as runner:
     ...     runner.run(jobs, model, lambda job, units: print(job.channels, len(units)))
 """
+import os
 import socket
 import time
 
@@ -103,8 +104,11 @@ def _connect(ray, workers: int, address: str | None) -> None:
                                "and pass the address it prints, or use --workers N for a local Ray")
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-    except Exception as e:
-        raise InvtoolError(f"could not join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    except Exception as e:   # Ray >= 2.59's `ray start` turns token authentication on; a client without it is refused
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                "; a cluster with token authentication (the default of `ray start` since Ray 2.59) needs "
+                "RAY_AUTH_MODE=token in this shell, and RAY_AUTH_TOKEN unless its token file is on this machine")
+        raise InvtoolError(f"could not join the Ray cluster at {address}: {str(e).splitlines()[0]}{hint}") from None
 
 
 # an HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, its client server) answers
