@@ -393,12 +393,9 @@ _ATL = inspect.signature(build_atlas).parameters
               help="A folder of images for the dataset examples (unreadable files are skipped and listed).")
 @click.option("--top", type=click.IntRange(0), default=_ATL["top"].default, show_default=True,
               help="Dataset examples per unit.")
-@click.option("--steps", type=click.IntRange(1), default=_ATL["steps"].default, show_default=True,
-              help="Adam steps of each visualisation.")
+@optimizer_options(build_atlas)   # --steps, --seed (serially or in parallel, the same images)
 @click.option("--size", type=click.IntRange(16), default=_ATL["size"].default, show_default=True,
               help="Side of each visualisation, in pixels.")
-@click.option("--seed", type=int, default=_ATL["seed"].default, show_default=True,
-              help="Random seed: the same seed gives byte-identical images, serially or in parallel.")
 @click.option("--batch", type=click.IntRange(1), default=_ATL["batch"].default, show_default=True,
               help="Channels per job (one batched run); it shapes the images, --workers does not.")
 @click.option("--example-size", type=click.IntRange(16), default=_ATL["example_size"].default, show_default=True,
