@@ -85,7 +85,8 @@ def optimizer_options(api):
         ("tol", dict(type=float, help="Stop a scale when the loss improves by less than this fraction over 20 steps.")),
         ("scales", dict(type=click.IntRange(1), help="Coarse-to-fine: optimise at 1/2^(K-1) size first, then double.")),
         ("work_size", dict(type=click.IntRange(0), help="Larger outputs start at this side and are refined at each "
-                                                        "doubling (0: never).")),
+                                                        "doubling, with a quarter of the steps of the size before "
+                                                        "(0: never).")),
         ("seed", dict(type=int, help="Random seed: the same seed gives the same image.")),
         ("save_every", dict(type=click.IntRange(0), help="Keep a snapshot every N steps for the report (0: none).")),
     ]

@@ -105,7 +105,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         optimizer: "adam", "sgd" (with momentum 0.9, Mahendran & Vedaldi's), or "lbfgs" (strong Wolfe line
             search; best for smooth deterministic losses).
         lr: Adam's or SGD's learning rate, or L-BFGS's initial step length (1 is its usual value).
-        steps: the budget of forward+backward passes, split evenly over the scales.
+        steps: the budget of forward+backward passes over all scales: split evenly, except that each doubling
+            past `work_size` gets a quarter of the steps of the size before it (`_budgets`).
         lr_schedule: "constant", "step" (x0.1 at 50% and 75% of each scale), "cosine", or a function of
             the fraction of the scale done returning the lr factor.
         tol: stop a scale when the best loss improved by less than this fraction over `window` steps.
@@ -148,8 +149,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         sizes = sizes[-steps:]
     plans = [tiled.plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
     notes += [note for p in plans for note in p.notes]
-    budgets = [steps // len(sizes)] * len(sizes)
-    budgets[-1] += steps - sum(budgets)
+    budgets = _budgets(steps, len(sizes), min(refine, len(sizes) - 1))
 
     view = _model_view(transforms, optimizer, seed)
     run = _Run(objective.names, steps, window, save_every, callback, progress, notes)
@@ -459,6 +459,16 @@ def available_memory(device) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _budgets(steps: int, scales: int, refine: int) -> list[int]:
+    """Steps per scale: even over the scales up to the working size; each of the last `refine` scales (the doublings
+    past it) gets a quarter of the one before, since a step there costs four times as much, so that every doubling
+    takes about as long as the working-size run. Each scale gets at least one step (steps >= scales)."""
+    weights = [1.0] * (scales - refine) + [0.25 ** k for k in range(1, refine + 1)]
+    budgets = [max(1, int(steps * wt / sum(weights))) for wt in weights]
+    budgets[scales - refine - 1] += steps - sum(budgets)   # the rest to the last scale at the working size
+    return budgets
 
 
 def _doublings(side: int, work_size: int | None) -> int:

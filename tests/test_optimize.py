@@ -7,7 +7,7 @@ import torch
 
 from invtool import InvtoolError, losses
 from invtool.objectives import Objective
-from invtool.optimize import Result, _HeldTransform, _Run, chain, estimate_memory, optimize
+from invtool.optimize import Result, _budgets, _HeldTransform, _Run, chain, estimate_memory, optimize
 from invtool.param import fourier, pyramid, resize_image
 from invtool.tiled import plan
 from invtool.transforms import random_roll
@@ -98,12 +98,22 @@ def test_outputs_past_the_working_size_are_refined_at_each_doubling(model):
     obj = gram_objective(model, stripes())
     res = optimize(model, obj, noise(1, 64), steps=8, scales=2, work_size=20, progress=False)
     # 64 px is 2 doublings past 20 (20 -> 40 -> 80 >= 64): two refining scales after the 2 of the working size
-    assert res.sizes == [(8, 8), (16, 16), (32, 32), (64, 64)] and res.scale_starts == [0, 2, 4, 6]
+    # the 2 working scales share the steps evenly, each doubling gets a quarter of the size before it
+    assert res.sizes == [(8, 8), (16, 16), (32, 32), (64, 64)] and res.scale_starts == [0, 3, 6, 7]
     assert "larger than the working size 20: 2 refining scales" in " ".join(res.notes)
     same = optimize(model, obj, noise(1, 64), steps=8, scales=2, work_size=64, progress=False)
     assert same.sizes == [(32, 32), (64, 64)]
     few = optimize(model, obj, noise(1, 64), steps=2, scales=2, work_size=20, progress=False)
     assert few.sizes == [(32, 32), (64, 64)] and few.steps == 2 and few.image.shape[-1] == 64
+
+
+def test_doublings_past_the_working_size_get_a_quarter_of_the_steps_before_them():
+    assert _budgets(200, 3, 2) == [153, 38, 9]         # 200 / (1 + 1/4 + 1/16) = 152.4, 38.1, 9.5; the rest to the first
+    assert _budgets(150, 4, 2) == [64, 66, 16, 4]      # 2 scales at the working size, then 2 doublings: 150 / 2.3125
+    assert _budgets(9, 3, 0) == [3, 3, 3] and _budgets(10, 3, 0) == [3, 3, 4]   # no doubling: even
+    for steps in range(3, 40):                         # every scale runs, the total is the budget
+        b = _budgets(steps, 3, 2)
+        assert sum(b) == steps and min(b) >= 1
 
 
 def test_scales_too_small_for_the_layers_are_dropped(model):

@@ -174,7 +174,7 @@ def test_outputs_past_the_working_size_start_there_and_are_refined(model):
                          style_layers="conv1_1,conv2_1", progress=False)
     h, w = run.image.shape[-2:]
     assert max(h, w) == 64 and run.record["sizes"] == [[h // 2, w // 2], [h, w]]
-    assert run.record["scale_starts"] == [0, 2]
+    assert run.record["scale_starts"] == [0, 3]   # the doubling takes a quarter of the working size's steps
     assert any("larger than the working size 32" in n for n in run.record["notes"])
 
 
