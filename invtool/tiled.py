@@ -120,7 +120,8 @@ def evaluate(model, objective: Objective, seen: torch.Tensor, image: torch.Tenso
     tiles = tiling.tiles(h, w, wrap)
     stats = [(t.sums.layer, t.sums.statistic) for t in summed]
     values, slopes = {}, []
-    for t, (total, shape) in zip(summed, _sum_over(model, x, stats, tiles, tiling, between)):
+    totals, last = _sum_over(model, x, stats, tiles, tiling, between, keep_last=seen.requires_grad)
+    for t, (total, shape) in zip(summed, totals):
         total.requires_grad_(seen.requires_grad)
         with torch.enable_grad():
             value = t.sums.loss(total, shape, Region(slice(0, shape[-2]), slice(0, shape[-1]), (h, w), tiling))
@@ -129,7 +130,7 @@ def evaluate(model, objective: Objective, seen: torch.Tensor, image: torch.Tenso
             slopes.append(t.weight * torch.autograd.grad(value, total)[0])
     loss = sum(values.values())
     if seen.requires_grad:
-        loss = _WithGradient.apply(loss, seen, _gradient(model, x, summed, slopes, tiles, tiling, between))
+        loss = _WithGradient.apply(loss, seen, _gradient(model, x, summed, slopes, tiles, tiling, between, last))
     for t in image_terms:
         values[t.name] = t.weight * t.fn({}, image)
         loss = loss + values[t.name]
@@ -160,7 +161,7 @@ def sums(model, x: torch.Tensor, statistics: dict, tiling: Tiling | None = None)
     {layer: fn(features, region)} (see `objectives.Sum`), without gradients, tile by tile when a tiling is given."""
     (h, w) = x.shape[-2:]
     tiles = tiling.tiles(h, w) if tiling else [Tile((0, h), (0, w), (0, h), (0, w))]
-    return dict(zip(statistics, _sum_over(model, x.detach(), list(statistics.items()), tiles, tiling, None)))
+    return dict(zip(statistics, _sum_over(model, x.detach(), list(statistics.items()), tiles, tiling, None)[0]))
 
 
 def score(model, objective: Objective, image: torch.Tensor, memory=None) -> tuple[float, dict[str, float]]:
@@ -190,15 +191,21 @@ def _split(objective: Objective) -> tuple[list[Term], list[Term]]:
     return summed, image_terms
 
 
-def _sum_over(model, x, stats, tiles, tiling, between) -> list[tuple[torch.Tensor, tuple]]:
-    """Pass 1: [(Σ over tiles of statistic(interior features), whole map shape)] for stats [(layer, statistic)]."""
+def _sum_over(model, x, stats, tiles, tiling, between, keep_last=False) -> tuple[list[tuple[torch.Tensor, tuple]], tuple | None]:
+    """Pass 1: [(Σ over tiles of statistic(interior features), whole map shape)] for stats [(layer, statistic)],
+    and with `keep_last` the last tile's (crop, features) computed with gradients, for pass 2 to start from
+    instead of repeating that tile's forward pass (None without)."""
     (h, w), layers = x.shape[-2:], list(dict.fromkeys(layer for layer, _ in stats))
-    totals, shapes = [None] * len(stats), {}
+    totals, shapes, last = [None] * len(stats), {}, None
     for tile in tiles:
         if between:
             between()
+        with torch.set_grad_enabled(keep := keep_last and tile is tiles[-1]):
+            crop = _crop(x, tile).clone().requires_grad_(True) if keep else _crop(x, tile)
+            feats = model.features(crop, layers)
+            last = (crop, feats) if keep else None
         with torch.no_grad():
-            feats = model.features(_crop(x, tile), layers)
+            feats = {name: f.detach() for name, f in feats.items()}
             where = {}
             for name, f in feats.items():
                 (rows, cols), (at_rows, at_cols) = where[name] = _interior(tile, stride(model, name), f.shape, h, w)
@@ -208,20 +215,25 @@ def _sum_over(model, x, stats, tiles, tiling, between) -> list[tuple[torch.Tenso
                 (rows, cols), (at_rows, at_cols) = where[name]
                 s = statistic(feats[name][..., rows, cols], Region(at_rows, at_cols, (h, w), tiling)).double()
                 totals[i] = s if totals[i] is None else totals[i] + s   # float64: many tiles add up
-    return [(t.float(), shapes[name]) for t, (name, _) in zip(totals, stats)]
+    return [(t.float(), shapes[name]) for t, (name, _) in zip(totals, stats)], last
 
 
-def _gradient(model, x, summed: list[Term], slopes, tiles, tiling, between) -> torch.Tensor:
+def _gradient(model, x, summed: list[Term], slopes, tiles, tiling, between, last=None) -> torch.Tensor:
     """Pass 2: the gradient of the summed terms with respect to the image x, tile by tile: the surrogate
-    Σ ⟨∂L/∂S, S_tile⟩ back-propagated to each tile's crop and added into the whole image's gradient."""
+    Σ ⟨∂L/∂S, S_tile⟩ back-propagated to each tile's crop and added into the whole image's gradient. The last
+    tile goes first, from pass 1's (crop, features) when `last` holds them."""
     (h, w), layers = x.shape[-2:], list(dict.fromkeys(t.sums.layer for t in summed))
     grad = torch.zeros_like(x)
-    for tile in tiles:
+    for tile in tiles[-1:] + tiles[:-1]:
         if between:
             between()
-        crop = _crop(x, tile).clone().requires_grad_(True)
+        if last is not None:
+            (crop, feats), last = last, None
+        else:
+            crop = _crop(x, tile).clone().requires_grad_(True)
+            with torch.enable_grad():
+                feats = model.features(crop, layers)
         with torch.enable_grad():
-            feats = model.features(crop, layers)
             surrogate = 0
             for t, slope in zip(summed, slopes):
                 f = feats[t.sums.layer]
