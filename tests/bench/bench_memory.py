@@ -28,8 +28,8 @@ def run(args: list[str], out: Path) -> dict:
     """One command line under /usr/bin/time -v: its record, peak RSS (GB) and wall time (s)."""
     proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "invtool", *args, "-q", "-o", str(out)],
                           cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        return {"error": proc.stderr.strip().splitlines()[-1]}
+    if proc.returncode:   # the command's own last line, before time's report
+        return {"error": proc.stderr.split("\tCommand being timed")[0].strip().splitlines()[-1]}
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 2**20
     wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", proc.stderr).group(1)
     seconds = sum(float(p) * 60**i for i, p in enumerate(reversed(wall.split(":"))))
