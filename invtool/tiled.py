@@ -191,7 +191,8 @@ def _split(objective: Objective) -> tuple[list[Term], list[Term]]:
     return summed, image_terms
 
 
-def _sum_over(model, x, stats, tiles, tiling, between, keep_last=False) -> tuple[list[tuple[torch.Tensor, tuple]], tuple | None]:
+def _sum_over(model, x, stats, tiles, tiling, between,
+              keep_last=False) -> tuple[list[tuple[torch.Tensor, tuple]], tuple | None]:
     """Pass 1: [(Σ over tiles of statistic(interior features), whole map shape)] for stats [(layer, statistic)],
     and with `keep_last` the last tile's (crop, features) computed with gradients, for pass 2 to start from
     instead of repeating that tile's forward pass (None without)."""
