@@ -204,9 +204,9 @@ def _sum_over(model, x, stats, tiles, tiling, between,
         with torch.set_grad_enabled(keep := keep_last and tile is tiles[-1]):
             crop = _crop(x, tile).clone().requires_grad_(True) if keep else _crop(x, tile)
             feats = model.features(crop, layers)
-            last = (crop, feats) if keep else None
-        with torch.no_grad():
-            feats = {name: f.detach() for name, f in feats.items()}
+        if keep:
+            last = (crop, feats)
+        with torch.no_grad():   # the statistics, also of the kept tile's features, without a graph
             where = {}
             for name, f in feats.items():
                 (rows, cols), (at_rows, at_cols) = where[name] = _interior(tile, stride(model, name), f.shape, h, w)
