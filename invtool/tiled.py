@@ -33,11 +33,11 @@ from .objectives import Objective, Region, Term
 from .optimize import LBFGS_HISTORY, available_memory, estimate_memory
 
 PASSES = 2            # a statistics pass without gradients, then a gradient pass
-IMAGE_BUFFERS = 6     # image-sized tensors a run keeps besides the optimiser's: the pixels, their gradient, the best
-                      # image, the tiles' gradient and its product in the backward pass, the starting image
+IMAGE_BUFFERS = 4     # image-sized tensors a run keeps besides the optimiser's: the pixels, the best image, the
+                      # starting image, and the tiles' gradient, which becomes the pixels' (handed on in place)
 TERM_BUFFERS = 4      # and each term that reads the image itself (TV: its differences and their gradients)
 LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the line search's copies
-STATE = {"adam": 3, "sgd": 2, None: 0}   # Adam's moments and a temporary of its step; SGD's momentum and one
+STATE = {"adam": 2, "sgd": 2, None: 0}   # Adam's moments (its fused step makes no temporaries); SGD's momentum and one
 MIN_HISTORY = 5       # with room for fewer L-BFGS pairs than this, Adam takes over
 ADAM_LR = 0.02        # Adam's learning rate on pixels when it takes over (the commands' own)
 MAX_VALUES = 2**31 - 1   # values in one image tensor: OpenCV's and many kernels' 32-bit indexing
@@ -255,8 +255,8 @@ class _WithGradient(torch.autograd.Function):
         return value.clone()
 
     @staticmethod
-    def backward(ctx, out):
-        return None, ctx.saved_tensors[0] * out, None
+    def backward(ctx, out):   # in place: no second image-sized buffer (the graph is freed after this)
+        return None, ctx.saved_tensors[0].mul_(out), None
 
 
 def _interior(tile: Tile, s: int, shape, h: int, w: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:

@@ -130,6 +130,32 @@ def test_tiled_features_equal_the_whole_images(models):
         assert torch.allclose(parts[name], whole[name], rtol=1e-5, atol=1e-5 * float(whole[name].abs().max()))
 
 
+def test_the_tiles_gradient_becomes_the_pixels_gradient_without_a_copy(models, monkeypatch):
+    """What the memory plan counts on (`IMAGE_BUFFERS`, `STATE`): the tiled step's image-sized gradient is handed
+    on in place and becomes the pixels' `.grad` (no second buffer), and Adam's step is the fused one (no
+    image-sized temporaries)."""
+    from invtool.optimize import _make_optimizer
+
+    model = models("vgg16")
+    objective = texture_objective(model, rand(1, 3, 48, 48, seed=1), ["conv1_1", "pool1"], [0.5, 0.5])
+    x = rand(1, 3, 64, 64, seed=2).requires_grad_(True)
+    seen = {}
+    original = torch.zeros_like
+
+    def spy(t, *a, **k):   # _gradient's accumulator is the only image-sized zeros_like of the step
+        out = original(t, *a, **k)
+        if out.shape == x.shape:
+            seen["ptr"] = out.data_ptr()
+        return out
+
+    monkeypatch.setattr(torch, "zeros_like", spy)
+    loss, _ = evaluate(model, objective, x, x, Tiling.of(model, objective.layers, 32))
+    monkeypatch.undo()
+    loss.backward()
+    assert x.grad.data_ptr() == seen["ptr"]
+    assert _make_optimizer("adam", [x], 0.02).defaults["fused"] is True
+
+
 def forced_budget(model, objective, h, w, optimizer="lbfgs"):
     """A budget that leaves the optimiser its state (L-BFGS its 50 pairs) but not one pass over the image, so
     that the run must tile and nothing else changes."""

@@ -3,7 +3,7 @@ at large sizes under `--memory 2G`, each run in its own process under /usr/bin/t
 of tiling (seconds per step, tiled / one pass, at 1024x1024 where both fit). One scale at the full size
 (`--scales 1 --work-size 0`), so that the seconds per step are the full size's.
 
-    OMP_NUM_THREADS=2 .venv/bin/python tests/bench/bench_memory.py [SIZES] [--steps N] [--memory BUDGET]
+    OMP_NUM_THREADS=2 .venv/bin/python tests/bench/bench_memory.py [SIZES] [--steps N] [--memory BUDGET] [--commands style]
 
 SIZES defaults to 1024,2048; ask for 4096 by hand with --steps 1 (a step there takes over ten minutes on 2 CPU cores).
 Both commands run on square images (the style's content is the astronaut). Outputs go to a temporary folder.
@@ -48,12 +48,14 @@ def main():
     ap.add_argument("sizes", nargs="?", default="1024,2048")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--memory", default="2G", help="the budget of the bounded runs")
+    ap.add_argument("--commands", default=",".join(COMMANDS), help="which of texture,style to run")
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{'command':8} {'size':>5} {'memory':>7} {'peak RSS GB':>11} {'wall s':>7} {'s/step':>7}  plan (last scale)")
         timing = {}
         for n in [int(s) for s in opts.sizes.split(",")]:
-            for name, args in COMMANDS.items():
+            for name in opts.commands.split(","):
+                args = COMMANDS[name]
                 for memory in ([opts.memory] if n != 1024 else [opts.memory, None]):
                     extra = ["--steps", str(opts.steps), "--scales", "1", "--work-size", "0"] + (["--memory", memory] if memory else [])
                     res = run(args(n) + extra, Path(tmp) / f"{name}-{n}.png")
