@@ -120,7 +120,7 @@ def evaluate(model, objective: Objective, seen: torch.Tensor, image: torch.Tenso
     tiles = tiling.tiles(h, w, wrap)
     stats = [(t.sums.layer, t.sums.statistic) for t in summed]
     values, slopes = {}, []
-    totals, last = _sum_over(model, x, stats, tiles, tiling, between, keep_last=seen.requires_grad)
+    totals, kept = _sum_over(model, x, stats, tiles, tiling, between, keep_last=seen.requires_grad)
     for t, (total, shape) in zip(summed, totals):
         total.requires_grad_(seen.requires_grad)
         with torch.enable_grad():
@@ -130,7 +130,7 @@ def evaluate(model, objective: Objective, seen: torch.Tensor, image: torch.Tenso
             slopes.append(t.weight * torch.autograd.grad(value, total)[0])
     loss = sum(values.values())
     if seen.requires_grad:
-        loss = _WithGradient.apply(loss, seen, _gradient(model, x, summed, slopes, tiles, tiling, between, last))
+        loss = _WithGradient.apply(loss, seen, _gradient(model, x, summed, slopes, tiles, tiling, between, kept))
     for t in image_terms:
         values[t.name] = t.weight * t.fn({}, image)
         loss = loss + values[t.name]
@@ -192,57 +192,74 @@ def _split(objective: Objective) -> tuple[list[Term], list[Term]]:
 
 
 def _sum_over(model, x, stats, tiles, tiling, between,
-              keep_last=False) -> tuple[list[tuple[torch.Tensor, tuple]], tuple | None]:
+              keep_last=False) -> tuple[list[tuple[torch.Tensor, tuple]], list]:
     """Pass 1: [(Σ over tiles of statistic(interior features), whole map shape)] for stats [(layer, statistic)],
-    and with `keep_last` the last tile's (crop, features) computed with gradients, for pass 2 to start from
-    instead of repeating that tile's forward pass (None without)."""
+    and with `keep_last` a list holding the last tile's (crop, features) computed with gradients, for pass 2 to
+    take from instead of repeating that tile's forward pass (empty without). Each tile's features are freed
+    before the next tile's forward pass (`_tile_sums`), so one tile's activations are alive at a time."""
     (h, w), layers = x.shape[-2:], list(dict.fromkeys(layer for layer, _ in stats))
-    totals, shapes, last = [None] * len(stats), {}, None
+    totals, shapes, kept = [None] * len(stats), {}, []
     for tile in tiles:
         if between:
             between()
-        with torch.set_grad_enabled(keep := keep_last and tile is tiles[-1]):
-            crop = _crop(x, tile).clone().requires_grad_(True) if keep else _crop(x, tile)
-            feats = model.features(crop, layers)
-        if keep:
-            last = (crop, feats)
-        with torch.no_grad():   # the statistics, also of the kept tile's features, without a graph
-            where = {}
-            for name, f in feats.items():
-                (rows, cols), (at_rows, at_cols) = where[name] = _interior(tile, stride(model, name), f.shape, h, w)
-                end = shapes.get(name, (0, 0, 0, 0))
-                shapes[name] = (*f.shape[:2], max(end[2], at_rows.stop), max(end[3], at_cols.stop))
-            for i, (name, statistic) in enumerate(stats):
-                (rows, cols), (at_rows, at_cols) = where[name]
-                s = statistic(feats[name][..., rows, cols], Region(at_rows, at_cols, (h, w), tiling)).double()
-                totals[i] = s if totals[i] is None else totals[i] + s   # float64: many tiles add up
-    return [(t.float(), shapes[name]) for t, (name, _) in zip(totals, stats)], last
+        keep = kept if keep_last and tile is tiles[-1] else None
+        sums = _tile_sums(model, x, tile, layers, stats, tiling, shapes, keep)
+        totals = [s if t is None else t + s for t, s in zip(totals, sums)]   # float64: many tiles add up
+    return [(t.float(), shapes[name]) for t, (name, _) in zip(totals, stats)], kept
 
 
-def _gradient(model, x, summed: list[Term], slopes, tiles, tiling, between, last=None) -> torch.Tensor:
+def _tile_sums(model, x, tile, layers, stats, tiling, shapes, keep: list | None) -> list[torch.Tensor]:
+    """One tile's statistics (float64), its feature maps' extent added into `shapes`; with `keep`, the tile is
+    computed with gradients and its (crop, features) appended to `keep`."""
+    (h, w) = x.shape[-2:]
+    with torch.set_grad_enabled(keep is not None):
+        crop = _crop(x, tile).clone().requires_grad_(True) if keep is not None else _crop(x, tile)
+        feats = model.features(crop, layers)
+    if keep is not None:
+        keep.append((crop, feats))
+    with torch.no_grad():   # the statistics, also of the kept tile's features, without a graph
+        where = {}
+        for name, f in feats.items():
+            (rows, cols), (at_rows, at_cols) = where[name] = _interior(tile, stride(model, name), f.shape, h, w)
+            end = shapes.get(name, (0, 0, 0, 0))
+            shapes[name] = (*f.shape[:2], max(end[2], at_rows.stop), max(end[3], at_cols.stop))
+        sums = []
+        for name, statistic in stats:
+            (rows, cols), (at_rows, at_cols) = where[name]
+            sums.append(statistic(feats[name][..., rows, cols], Region(at_rows, at_cols, (h, w), tiling)).double())
+        return sums
+
+
+def _gradient(model, x, summed: list[Term], slopes, tiles, tiling, between, kept=()) -> torch.Tensor:
     """Pass 2: the gradient of the summed terms with respect to the image x, tile by tile: the surrogate
     Σ ⟨∂L/∂S, S_tile⟩ back-propagated to each tile's crop and added into the whole image's gradient. The last
-    tile goes first, from pass 1's (crop, features) when `last` holds them."""
-    (h, w), layers = x.shape[-2:], list(dict.fromkeys(t.sums.layer for t in summed))
+    tile goes first, taken out of `kept` when pass 1 left its (crop, features) there."""
     grad = torch.zeros_like(x)
     for tile in tiles[-1:] + tiles[:-1]:
         if between:
             between()
-        if last is not None:
-            (crop, feats), last = last, None
-        else:
-            crop = _crop(x, tile).clone().requires_grad_(True)
-            with torch.enable_grad():
-                feats = model.features(crop, layers)
-        with torch.enable_grad():
-            surrogate = 0
-            for t, slope in zip(summed, slopes):
-                f = feats[t.sums.layer]
-                (rows, cols), (at_rows, at_cols) = _interior(tile, stride(model, t.sums.layer), f.shape, h, w)
-                stat = t.sums.statistic(f[..., rows, cols], Region(at_rows, at_cols, (h, w), tiling))
-                surrogate = surrogate + (slope * stat).sum()
-        _add(grad, tile, torch.autograd.grad(surrogate, crop)[0])
+        _add(grad, tile, _tile_gradient(model, x, tile, summed, slopes, tiling, kept.pop() if kept else None))
     return grad
+
+
+def _tile_gradient(model, x, tile, summed: list[Term], slopes, tiling, computed=None) -> torch.Tensor:
+    """The gradient of Σ ⟨slope, statistic of the tile's interior features⟩ with respect to the tile's crop; from
+    `computed` (crop, features) when pass 1 computed them. Its activations are freed when it returns."""
+    (h, w), layers = x.shape[-2:], list(dict.fromkeys(t.sums.layer for t in summed))
+    if computed is not None:
+        crop, feats = computed
+    else:
+        crop = _crop(x, tile).clone().requires_grad_(True)
+        with torch.enable_grad():
+            feats = model.features(crop, layers)
+    with torch.enable_grad():
+        surrogate = 0
+        for t, slope in zip(summed, slopes):
+            f = feats[t.sums.layer]
+            (rows, cols), (at_rows, at_cols) = _interior(tile, stride(model, t.sums.layer), f.shape, h, w)
+            stat = t.sums.statistic(f[..., rows, cols], Region(at_rows, at_cols, (h, w), tiling))
+            surrogate = surrogate + (slope * stat).sum()
+    return torch.autograd.grad(surrogate, crop)[0]
 
 
 class _WithGradient(torch.autograd.Function):
