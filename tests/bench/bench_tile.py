@@ -5,8 +5,9 @@ For each model, SEEDS runs of `texture --tile` (brick, 64 px source, 128x64 outp
 layers), and SEEDS runs of `make demo`'s texture on VGG16 (128 px source, 256x128, the default steps), and per run `metrics.seam_ratios`: mean |first - last column| over the mean difference of
 neighbouring columns (and the same for rows), about 1 when the seam is like the interior. One image says
 little on brick, whose mortar lines may fall on the seam as anywhere else, so the figures are the mean
-over seeds and the seam's percentile among the image's own neighbouring pairs (uniform, mean 0.5, when
-the seam is no different from them; near 1 for a real seam).
+over seeds, the seam's percentile among the image's own neighbouring pairs (uniform, mean 0.5, when
+the seam is no different from them; near 1 for a real seam), and the ratio of all the pairs that the run's
+shift symmetry makes equivalent to the seam (`phase_ratios`): the seam's expected ratio, from more samples.
 """
 import inspect
 import statistics
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from invtool import load_model  # noqa: E402
+from invtool.geometry import alignment, default_layers  # noqa: E402
 from invtool.metrics import neighbour_differences, seam_ratios  # noqa: E402
 from invtool.texture import synthesize_texture  # noqa: E402
 
@@ -31,6 +33,15 @@ def seam_percentiles(image: torch.Tensor) -> tuple[float, float]:
     return tuple(float((d[:-1] < d[-1]).double().mean()) for d in neighbour_differences(image))
 
 
+def phase_ratios(image: torch.Tensor, period: int) -> tuple[float, float]:
+    """Mean difference of the column (row) pairs that straddle a multiple of `period`, the seam among them, over
+    the mean of all pairs. Shifting the image by `period` pixels is a symmetry of the whole tiled run (circular
+    network, periodic resize between scales, i.i.d. starting noise, and optimisers that commute with permuting
+    pixels), so each of these pairs is distributed exactly as the seam is: their mean estimates the seam's
+    expected ratio from one image with several samples instead of one."""
+    return tuple(float(d[period - 1::period].mean() / d.mean()) for d in neighbour_differences(image))
+
+
 def main():
     torch.set_num_threads(2)
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
@@ -38,18 +49,22 @@ def main():
                                                ("resnet18", "resnet18", 64, (128, 64), 60),
                                                ("vgg16, make demo's settings", "vgg16", 128, (256, 128), DEMO_STEPS)):
         model = load_model(ROOT / "models" / f"{name}.onnx", device="cpu")
-        ratios, ranks = [], []
+        layers = default_layers(model, "texture")
+        period = alignment(model, layers) * 2 ** (inspect.signature(synthesize_texture).parameters["scales"].default - 1)
+        ratios, ranks, phases = [], [], []
         for seed in range(seeds):
             image = synthesize_texture(SOURCE, model=model, size=size, out_size=out_size, tile=True, steps=steps,
                                        seed=seed, progress=False).image
             ratios.append(seam_ratios(image))
             ranks.append(seam_percentiles(image))
+            phases.append(phase_ratios(image, period))
         cols, rows = (statistics.mean(r[k] for r in ratios) for k in (0, 1))
         pcols, prows = (statistics.mean(r[k] for r in ranks) for k in (0, 1))
         print(f"{label}: seam ratio over {seeds} seeds, columns {cols:.2f} (runs {min(r[0] for r in ratios):.2f}-"
               f"{max(r[0] for r in ratios):.2f}), rows {rows:.2f} ({min(r[1] for r in ratios):.2f}-"
               f"{max(r[1] for r in ratios):.2f}); seam percentile among the image's pairs: columns {pcols:.2f}, "
-              f"rows {prows:.2f}")
+              f"rows {prows:.2f}; all pairs at the seam's phase (every {period} px): columns "
+              f"{statistics.mean(p[0] for p in phases):.2f}, rows {statistics.mean(p[1] for p in phases):.2f}")
 
 
 if __name__ == "__main__":
