@@ -25,7 +25,7 @@ COMMANDS = {"texture": lambda n: ["texture", str(EX / "textures" / "brick.png"),
 
 
 def run(args: list[str], out: Path) -> dict:
-    """One command line under /usr/bin/time -v: its record, peak RSS (GB) and wall time (s)."""
+    """One command line under /usr/bin/time -v: its record, peak RSS (GiB) and wall time (s)."""
     proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "invtool", *args, "-q", "-o", str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:   # the command's own last line, before time's report
@@ -51,7 +51,7 @@ def main():
     ap.add_argument("--commands", default=",".join(COMMANDS), help="which of texture,style to run")
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'command':8} {'size':>5} {'memory':>7} {'peak RSS GB':>11} {'wall s':>7} {'s/step':>7}  plan (last scale)")
+        print(f"{'command':8} {'size':>5} {'memory':>7} {'peak RSS GiB':>11} {'wall s':>7} {'s/step':>7}  plan (last scale)")
         timing = {}
         for n in [int(s) for s in opts.sizes.split(",")]:
             for name in opts.commands.split(","):
