@@ -153,6 +153,7 @@ def features(model, x: torch.Tensor, layers, tiling: Tiling | None = None) -> di
                 if name not in out:
                     out[name] = f.new_empty(*f.shape[:2], at_rows.stop, at_cols.stop)
                 out[name][..., at_rows, at_cols] = f[..., rows, cols]
+            del feats, f   # freed before the next tile's forward pass
     return out
 
 
