@@ -25,7 +25,8 @@ from invtool.metrics import neighbour_differences, seam_ratios  # noqa: E402
 from invtool.texture import synthesize_texture  # noqa: E402
 
 SOURCE = ROOT / "examples" / "textures" / "brick.png"
-DEMO_STEPS = inspect.signature(synthesize_texture).parameters["steps"].default   # make demo passes none
+DEFAULTS = inspect.signature(synthesize_texture).parameters
+DEMO_STEPS = DEFAULTS["steps"].default   # make demo passes none
 
 
 def seam_percentiles(image: torch.Tensor) -> tuple[float, float]:
@@ -50,7 +51,7 @@ def main():
                                                ("vgg16, make demo's settings", "vgg16", 128, (256, 128), DEMO_STEPS)):
         model = load_model(ROOT / "models" / f"{name}.onnx", device="cpu")
         layers = default_layers(model, "texture")
-        period = alignment(model, layers) * 2 ** (inspect.signature(synthesize_texture).parameters["scales"].default - 1)
+        period = alignment(model, layers) * 2 ** (DEFAULTS["scales"].default - 1)
         ratios, ranks, phases = [], [], []
         for seed in range(seeds):
             image = synthesize_texture(SOURCE, model=model, size=size, out_size=out_size, tile=True, steps=steps,
