@@ -18,7 +18,7 @@ What the loop does for every command:
   Adam loop);
 - in a memory budget (`memory`), each scale evaluates the objective in one pass or, when that would not fit,
   exactly over tiles (invtool/tiled.py), and L-BFGS keeps fewer curvature pairs or gives way to Adam; the
-  Result's `memory` says what each scale did;
+  Result's `memory` says what each scale did (on CUDA with its measured `peak`: the most bytes allocated);
 - Ctrl-C or SIGTERM ends the run at the next step (or tile) with `interrupted=True` and the best image so far;
 - a non-finite loss stops the run, keeps the last finite image and names the term that blew up;
 - deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
@@ -158,7 +158,11 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
             if scale > 0 or size != (h, w):   # the previous scale's best image, as the same kind of Param
                 param = param.resize(*size, wrap, image=run.best_img)
             run.begin_scale(scale, size, budget)
+            if device.type == "cuda":   # the scale's measured peak goes into the record beside its plan
+                torch.cuda.reset_peak_memory_stats(device)
             _run_scale(run, model, objective, layers, param, view, plan, lr, lr_schedule, tol, wrap)
+            if device.type == "cuda":
+                plan.info["peak"] = torch.cuda.max_memory_allocated(device)
             if run.end_scale(tol):
                 break
     result = run.result(param, (h, w), sizes, device)

@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 VGG16_ONNX = ROOT / "models" / "vgg16.onnx"
 
 torch.set_num_threads(2)
+# no TF32 in CUDA convolutions and matmuls (cuDNN's default allows it): on a GPU the tests compare with ONNX Runtime
+# and with one-pass results at fp32 tolerance, as on the CPU
+torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
 
 class Taps(torch.nn.Module):

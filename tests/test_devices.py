@@ -21,15 +21,6 @@ DEVICES = ["fake-cuda", pytest.param("cuda", marks=pytest.mark.skipif(not torch.
                                                                       reason="no CUDA device"))]
 
 
-@pytest.fixture
-def exact_cuda():
-    """No TF32 in CUDA convolutions and matmuls, so results compare with ONNX Runtime at fp32 tolerance."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def check_on(device: str, model: onnx.ModelProto, inputs, outputs=None, atol: float = 1e-4):
     """Run `model` on `device` and check it against ONNX Runtime: shapes on fake CUDA, values on CUDA."""
     outputs = list(outputs or [o.name for o in model.graph.output])
@@ -44,7 +35,7 @@ def check_on(device: str, model: onnx.ModelProto, inputs, outputs=None, atol: fl
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op, opset, inputs, outputs, attrs, data, init, atol", CASES)
-def test_op_case_runs_on_the_device(device, op, opset, inputs, outputs, attrs, data, init, atol, exact_cuda):
+def test_op_case_runs_on_the_device(device, op, opset, inputs, outputs, attrs, data, init, atol):
     node = helper.make_node(op, inputs, outputs, name=f"{op.lower()}_node", **attrs)
     outputs = [o for o in outputs if o]
     check_on(device, make_model([node], data, outputs, opset, init), data, outputs, atol)
@@ -52,7 +43,7 @@ def test_op_case_runs_on_the_device(device, op, opset, inputs, outputs, attrs, d
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("opset", [10, 11, 13, 17])
-def test_torch_exported_net_runs_on_the_device(device, opset, tmp_path, exact_cuda):
+def test_torch_exported_net_runs_on_the_device(device, opset, tmp_path):
     path = tmp_path / "many.onnx"
     torch.onnx.export(_ManyOps(align_corners=opset >= 11).eval(), (torch.rand(2, 3, 17, 19),), str(path),
                       dynamo=False, opset_version=opset, input_names=["image"], output_names=["probs", "features"])
@@ -61,7 +52,7 @@ def test_torch_exported_net_runs_on_the_device(device, opset, tmp_path, exact_cu
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("net", ["resnet18_onnx", "vgg16_conv_onnx"])
-def test_reference_architectures_run_on_the_device(device, net, request, exact_cuda):
+def test_reference_architectures_run_on_the_device(device, net, request):
     path, _ = request.getfixturevalue(net)
     check_on(device, onnx.load(str(path)), {"image": rand(1, 3, 32, 40)})
 
@@ -100,7 +91,7 @@ def test_fake_cuda_catches_a_device_mix_and_a_device_read():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list(corpus.BUILDERS))
-def test_corpus_model_runs_on_the_device(device, name, corpus_model, exact_cuda):
+def test_corpus_model_runs_on_the_device(device, name, corpus_model):
     m = corpus_model(name)
     proto = m.proto
     weights = {t.name for t in proto.graph.initializer}

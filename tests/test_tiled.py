@@ -26,15 +26,6 @@ VGG_STYLE = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 RESNET_STYLE = ["conv1", "res2b", "res3b", "res4b", "res5b"]
 
 
-@pytest.fixture(autouse=True)
-def exact_cuda():
-    """No TF32 on CUDA: tiles and the whole image then agree to fp32 rounding, as on the CPU."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 @pytest.fixture(scope="module")
 def models(vgg16_model, resnet18_onnx):
     """name -> device -> FeatureModel: the trained VGG16 and a random-init ResNet18 (other strides and fields)."""
