@@ -130,6 +130,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
 
     def run(start: torch.Tensor, steps: int, offset: int = 0) -> Result:
         step_cb = (lambda s: callback(replace(s, step=s.step + offset))) if callback else None
+        start = start.to(model.device)   # the pyramid is built where the model runs
         return optimize(model, objective, pyramid(start, PYRAMID_LEVELS) if param == "pyramid" else start,
                         optimizer=optimizer, lr=DEFAULT_LR.get(optimizer, 1.0) if lr is None else lr, steps=steps,
                         lr_schedule=lr_schedule, tol=tol, scales=scales,

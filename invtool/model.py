@@ -185,7 +185,7 @@ class FeatureModel:
         return self._variants[key]
 
     def to(self, device) -> "FeatureModel":
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self._variants = {(self.pool, self.padding): self}
         self._weights = {k: v.to(self.device) for k, v in self._weights.items()}
         self._pre = self._pre.to(self.device) if self._pre is not None else None
@@ -195,9 +195,10 @@ class FeatureModel:
 
 def resolve_device(device=None) -> torch.device:
     """The torch device to run on: `device` if this machine has it, else a one-line error; None: CUDA
-    when present, else the CPU."""
+    when present, else the CPU. A bare "cuda" becomes the current GPU's "cuda:N", the device its tensors
+    report, so that `tensor.device == model.device` holds."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -210,6 +211,8 @@ def resolve_device(device=None) -> torch.device:
         if dev.index is not None and dev.index >= count:
             raise InvtoolError(f"device {device!r} is not there: this machine has {count} CUDA GPU(s), "
                                f"cuda:0 to cuda:{count - 1}")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     elif dev.type != "cpu":
         backend = getattr(torch, dev.type, None)
         if backend is None or not getattr(backend, "is_available", lambda: False)():

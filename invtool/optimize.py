@@ -131,7 +131,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     """
     _check_options(optimizer, lr_schedule, steps, scales, window)
     device = torch.device(model.device)
-    param = init if isinstance(init, Param) else pixel(init.to(device))
+    param = _on_device(init, device) if isinstance(init, Param) else pixel(init.to(device))
     with torch.no_grad():
         n, _, h, w = param.image_fn().shape
     refine = _doublings(max(h, w), work_size)
@@ -168,6 +168,19 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     result = run.result(param, (h, w), sizes, device)
     result.memory = [p.info for p in plans]
     return result
+
+
+def _on_device(param: Param, device: torch.device) -> Param:
+    """`param` with its tensors on `device`: one built elsewhere is rebuilt there from its image (the same kind
+    of Param showing the same image), so the image, its prior terms and the optimiser's state all live with
+    the model."""
+    if all(p.device == device for p in param.params):
+        return param
+    if param.remake is None:
+        raise InvtoolError(f"the parameterisation's tensors are on {param.params[0].device} and the model on "
+                           f"{device}; build it from an image on {device}")
+    with torch.no_grad():
+        return param.remake(param.image_fn().detach().to(device))
 
 
 def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, plan: "tiled.Plan",

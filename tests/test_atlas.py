@@ -184,6 +184,8 @@ def free_port() -> int:
     (dict(workers=2, ray_missing=True), r"runs on Ray, which is not installed; pip install 'invtool\[ray\]'"),
 ])
 def test_bad_input_is_one_line_before_anything_is_written(vgg16_conv_onnx, tmp_path, monkeypatch, options, message):
+    if "address" in options:
+        pytest.importorskip("ray", reason="Ray is not installed (pip install 'invtool[ray]')")
     if options.pop("ray_missing", False):
         monkeypatch.setitem(sys.modules, "ray", None)
     if options.get("images") == "EMPTY":
@@ -207,6 +209,7 @@ def test_an_address_that_is_not_ray_fails_in_seconds(vgg16_conv_onnx, tmp_path, 
     """A local port that accepts and stays silent (ray.init alone retries it for minutes), or answers as
     something else, is a one-line error within the connect timeout."""
     import threading
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'invtool[ray]')")
     monkeypatch.setattr(runner_module, "CONNECT_TIMEOUT", 1.0)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

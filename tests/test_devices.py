@@ -3,8 +3,11 @@ weights and input on CUDA, as FeatureModel places them.
 
 "fake-cuda" needs no GPU (tests/devices.py): any CPU/CUDA mix, or a read of a CUDA tensor's values,
 raises; the output shapes are compared with ONNX Runtime's. "cuda" runs for real when a GPU is there
-and compares the values with ONNX Runtime's (on the CPU).
+and compares the values with ONNX Runtime's (on the CPU). Every command runs end to end on a real GPU too:
+a whole run reads values (the loss history), which fake tensors cannot.
 """
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -12,13 +15,20 @@ import torch
 from onnx import helper
 
 import corpus
+from click.testing import CliRunner
+from conftest import ROOT
 from devices import FAKE_CUDA, fake_cuda, run_on_fake_cuda, run_placed
+from invtool.cli import main
+from invtool.image import read_image
+from invtool.model import resolve_device
 from invtool.onnx.graph import build
+from invtool.optimize import _on_device
+from invtool.param import fourier, pixel, pyramid
 from oracle import assert_close, make_model, rand, run_ort
 from test_ops import CASES, X4, _ManyOps, i64
 
-DEVICES = ["fake-cuda", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                      reason="no CUDA device"))]
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+DEVICES = ["fake-cuda", pytest.param("cuda", marks=NEEDS_CUDA)]
 
 
 def check_on(device: str, model: onnx.ModelProto, inputs, outputs=None, atol: float = 1e-4):
@@ -85,7 +95,7 @@ def test_fake_cuda_catches_a_device_mix_and_a_device_read():
         with pytest.raises(Exception, match="device"):
             x + torch.ones(2, 3)
         with pytest.raises(Exception, match="DataDependent|data-dependent|_local_scalar_dense"):
-            torch.tensor([2, 3], device=FAKE_CUDA).tolist()
+            x.sum(1).tolist()   # values computed on the device
         assert torch.tensor(x.shape).tolist() == [2, 3]  # a host shape keeps its values
 
 
@@ -98,3 +108,51 @@ def test_corpus_model_runs_on_the_device(device, name, corpus_model):
     image = next(i.name for i in proto.graph.input if i.name not in weights)
     for x in m.inputs():
         check_on(device, proto, {image: x}, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", ["meta", pytest.param("cuda", marks=NEEDS_CUDA)])
+@pytest.mark.parametrize("make", [pixel, lambda x: pyramid(x, 3), fourier], ids=["pixel", "pyramid", "fourier"])
+def test_a_param_built_on_the_cpu_is_rebuilt_on_the_model_s_device(device, make):
+    """`optimize` rebuilds a Param made elsewhere where the model is (invert built its pyramid on the CPU, and on a
+    GPU its prior terms stayed there): the same kind, every tensor on the device, the same image. Without a GPU,
+    on torch's "meta" device (shapes only; fake CUDA cannot interpolate without a CUDA build)."""
+    image = torch.from_numpy(rand(1, 3, 32, 48)) * 0.8 + 0.1
+    param = make(image)
+    target = resolve_device(device) if device == "cuda" else torch.device(device)
+    moved = _on_device(param, target)
+    assert len(moved.params) == len(param.params) and all(p.device == target for p in moved.params)
+    shown = moved.image_fn()
+    assert shown.device == target and shown.shape == image.shape
+    if device == "cuda":
+        assert torch.allclose(shown.cpu(), param.image_fn().detach(), atol=1e-4)
+
+
+@NEEDS_CUDA
+def test_a_bare_cuda_is_the_current_gpu_as_its_tensors_say():
+    assert resolve_device("cuda") == torch.zeros(1, device="cuda").device == resolve_device(None)
+
+
+@NEEDS_CUDA
+@pytest.mark.parametrize("args", [
+    ["texture", "examples/textures/brick.png", "--size", "48", "--out-size", "128", "--scales", "1", "--steps", "4",
+     "--optimizer", "adam", "--memory", "40M"],   # 4 tiles (L-BFGS barely moves this random net's tiny loss)
+    ["texture", "examples/textures/brick.png", "--size", "48", "--out-size", "64", "--steps", "4", "--tile"],
+    ["style", "examples/images/chelsea.png", "examples/textures/brick.png", "--size", "48", "--steps", "3"],
+    ["invert", "examples/images/chelsea.png", "--size", "48", "--steps", "4"],
+    ["invert", "examples/images/chelsea.png", "--size", "48", "--steps", "8", "--restarts", "2"],
+    ["visualize", "--layer", "conv2_1", "--channels", "0-1", "--size", "48", "--steps", "4"],
+], ids=["texture-tiled", "texture-tile", "style", "invert", "invert-restarts", "visualize"])
+def test_every_command_runs_on_the_gpu(args, vgg16_conv_onnx, tmp_path):
+    """End to end on CUDA, as a user with a GPU gets by default: the run finishes, says it ran there, and its
+    loss went down (the invert case failed on a GPU before its pyramid was built there)."""
+    out = tmp_path / "out.png"
+    args = [a if not a.startswith("examples/") else str(ROOT / a) for a in args]
+    r = CliRunner().invoke(main, [*args, "--model", str(vgg16_conv_onnx[0]), "--device", "cuda", "-q", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["device"] == "cuda:0"
+    losses = record["history"]["loss"]
+    assert np.isfinite(losses).all() and min(losses) < losses[0]
+    assert torch.isfinite(read_image(out)[0]).all()
+    if "--memory" in args:   # the budget forced tiles, and the record has the GPU's measured peak
+        assert record["memory"][-1]["tiled"] and record["memory"][-1]["peak"] > 0
