@@ -21,6 +21,16 @@ def rand(*shape, seed: int = RNG_SEED, dtype=np.float32) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+def model_of(graph: onnx.GraphProto, opset: int = 13, domains: dict[str, int] | None = None,
+             **kwargs) -> onnx.ModelProto:
+    """`helper.make_model` at the smallest IR version its opsets need (at least 4, the first where initializers
+    need not be graph inputs), as exporters write them: the installed onnx's newest IR version can be past what
+    the installed ONNX Runtime reads (onnx 1.23.1 writes IR 14, ONNX Runtime 1.30 reads up to 13)."""
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (domains or {}).items()]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=max(helper.find_min_ir_version_for(opsets), 4),
+                             **kwargs)
+
+
 def make_model(nodes, inputs: dict[str, np.ndarray], outputs, opset: int,
                initializers: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """A checked model of `nodes`: data `inputs` are graph inputs, `initializers` are weights.
@@ -34,10 +44,7 @@ def make_model(nodes, inputs: dict[str, np.ndarray], outputs, opset: int,
          for k, v in inputs.items()],
         [],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
-    opsets = [helper.make_opsetid("", opset)]
-    # IR 4 is the first where initializers need not be listed as graph inputs
-    ir_version = max(helper.find_min_ir_version_for(opsets), 4)
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)
+    model = model_of(graph, opset)
     onnx.checker.check_model(model)  # before outputs are added: the checker wants their shapes known
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True).graph.value_info
     known = {v.name: v for v in inferred}

@@ -135,16 +135,20 @@ def test_a_bare_cuda_is_the_current_gpu_as_its_tensors_say():
 @NEEDS_CUDA
 @pytest.mark.parametrize("args", [
     ["texture", "examples/textures/brick.png", "--size", "48", "--out-size", "128", "--scales", "1", "--steps", "4",
-     "--optimizer", "adam", "--memory", "40M"],   # 4 tiles (L-BFGS barely moves this random net's tiny loss)
-    ["texture", "examples/textures/brick.png", "--size", "48", "--out-size", "64", "--steps", "4", "--tile"],
-    ["style", "examples/images/chelsea.png", "examples/textures/brick.png", "--size", "48", "--steps", "3"],
+     "--optimizer", "adam", "--memory", "40M"],   # 4 tiles
+    ["texture", "examples/textures/brick.png", "--size", "48", "--out-size", "64", "--steps", "4", "--tile",
+     "--optimizer", "adam"],
+    ["style", "examples/images/chelsea.png", "examples/textures/brick.png", "--size", "48", "--steps", "3",
+     "--optimizer", "adam"],
     ["invert", "examples/images/chelsea.png", "--size", "48", "--steps", "4"],
     ["invert", "examples/images/chelsea.png", "--size", "48", "--steps", "8", "--restarts", "2"],
     ["visualize", "--layer", "conv2_1", "--channels", "0-1", "--size", "48", "--steps", "4"],
 ], ids=["texture-tiled", "texture-tile", "style", "invert", "invert-restarts", "visualize"])
 def test_every_command_runs_on_the_gpu(args, vgg16_conv_onnx, tmp_path):
     """End to end on CUDA, as a user with a GPU gets by default: the run finishes, says it ran there, and its
-    loss went down (the invert case failed on a GPU before its pyramid was built there)."""
+    loss went down (the invert case failed on a GPU before its pyramid was built there). Texture and style take
+    Adam: this random-init net's Gram losses are about 1e-7, too flat for a few L-BFGS steps to move (seen on
+    an H200: three steps at one value)."""
     out = tmp_path / "out.png"
     args = [a if not a.startswith("examples/") else str(ROOT / a) for a in args]
     r = CliRunner().invoke(main, [*args, "--model", str(vgg16_conv_onnx[0]), "--device", "cuda", "-q", "-o", str(out)])

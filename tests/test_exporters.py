@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import onnx
 import pytest
+import skimage.data
 import torch
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from numpy.lib.stride_tricks import sliding_window_view
@@ -26,11 +27,11 @@ from exporters.card import write_card
 from exporters.export import export
 from exporters.sources import read
 from exporters.sources.foreign import export_onnx
+from oracle import model_of
 
 VGG_BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
-ASTRONAUT = ROOT / ".venv/lib/python3.11/site-packages/skimage/data/astronaut.png"
 
 
 def image(h, w, n=1, seed=1):
@@ -434,7 +435,7 @@ def tiny_channels_last_onnx(path, static=False):
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [dims[0], 4])],
                               [numpy_helper.from_array(a, n) for n, a in
                                {"w": w, "b": b, "fc_w": fc_w, "fc_b": fc_b}.items()])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    onnx.save(model_of(graph, 13), path)
     return w, b, fc_w, fc_b
 
 
@@ -494,7 +495,7 @@ def real(name):
 
 
 def astronaut(h, w):
-    rgb = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
+    rgb = skimage.data.astronaut()   # RGB uint8, shipped with scikit-image (whatever the environment's path)
     return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)[None].astype(np.float32) / 255
 
 

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from conftest import assert_close, export_taps, ort_outputs
+from oracle import model_of
 from exporters.architectures import VGG16
 from invtool import InvtoolError, load_model
 from invtool.cli import main
@@ -134,7 +135,7 @@ def _single_conv_model(path, pool_op="MaxPool"):
              helper.make_node(pool_op, ["c"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, None, None])],
                           [helper.make_tensor_value_info("p", TensorProto.FLOAT, None)], [w])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    onnx.save(model_of(g, 13), str(path))
 
 
 def test_pool_avg_swaps_max_pool_for_average_pool_of_the_same_geometry(tmp_path):
@@ -167,7 +168,7 @@ def test_channels_last_input_is_transposed_for_the_model(tmp_path):
              helper.make_node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"])]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "h", "w", 3])],
                           [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)], [w])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)]), str(tmp_path / "nhwc.onnx"))
+    onnx.save(model_of(g, 11), str(tmp_path / "nhwc.onnx"))
     x = np.random.default_rng(1).random((1, 3, 5, 7), dtype=np.float32)
     with torch.no_grad():
         ours = load_model(tmp_path / "nhwc.onnx", device="cpu").features(torch.from_numpy(x), ["r"])["r"]

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from oracle import all_tensors_match
+from oracle import all_tensors_match, model_of
 
 ZOO = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 MODELS = sorted(ZOO.glob("light_*.onnx"))
@@ -56,7 +56,7 @@ def test_tf2onnx_style_nhwc_graph(tmp_path):
     g = helper.make_graph(nodes, "tf2onnx", [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, ["n", 16, 16, 3])],
                           [helper.make_tensor_value_info("probs", TensorProto.FLOAT, None)], inits)
     path = tmp_path / "tf2onnx.onnx"
-    onnx.save(helper.make_model(g, producer_name="tf2onnx", opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    onnx.save(model_of(g, 13, producer_name="tf2onnx"), str(path))
     all_tensors_match(path, np.random.default_rng(1).random((2, 3, 16, 16), dtype=np.float32))
 
 
