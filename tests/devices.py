@@ -14,6 +14,7 @@ from unittest import mock
 
 import numpy as np
 import onnx
+import pytest
 import torch
 from torch._subclasses import fake_tensor
 
@@ -21,6 +22,7 @@ from invtool.onnx.graph import build, initializers
 
 # with an index: a bare "cuda" would ask the (absent) driver for the current device
 FAKE_CUDA = torch.device("cuda", 0)
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")   # for the real GPU's cases
 
 
 @contextlib.contextmanager

@@ -21,12 +21,11 @@ def rand(*shape, seed: int = RNG_SEED, dtype=np.float32) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def model_of(graph: onnx.GraphProto, opset: int = 13, domains: dict[str, int] | None = None,
-             **kwargs) -> onnx.ModelProto:
-    """`helper.make_model` at the smallest IR version its opsets need (at least 4, the first where initializers
+def model_of(graph: onnx.GraphProto, opset: int = 13, **kwargs) -> onnx.ModelProto:
+    """`helper.make_model` at the smallest IR version its opset needs (at least 4, the first where initializers
     need not be graph inputs), as exporters write them: the installed onnx's newest IR version can be past what
     the installed ONNX Runtime reads (onnx 1.23.1 writes IR 14, ONNX Runtime 1.30 reads up to 13)."""
-    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (domains or {}).items()]
+    opsets = [helper.make_opsetid("", opset)]
     return helper.make_model(graph, opset_imports=opsets, ir_version=max(helper.find_min_ir_version_for(opsets), 4),
                              **kwargs)
 

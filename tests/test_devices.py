@@ -17,7 +17,7 @@ from onnx import helper
 import corpus
 from click.testing import CliRunner
 from conftest import ROOT
-from devices import FAKE_CUDA, fake_cuda, run_on_fake_cuda, run_placed
+from devices import FAKE_CUDA, NEEDS_CUDA, fake_cuda, run_on_fake_cuda, run_placed
 from invtool.cli import main
 from invtool.image import read_image
 from invtool.model import resolve_device
@@ -27,7 +27,6 @@ from invtool.param import fourier, pixel, pyramid
 from oracle import assert_close, make_model, rand, run_ort
 from test_ops import CASES, X4, _ManyOps, i64
 
-NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICES = ["fake-cuda", pytest.param("cuda", marks=NEEDS_CUDA)]
 
 

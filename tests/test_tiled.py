@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest import ROOT, VGG16_ONNX
+from devices import NEEDS_CUDA
 from invtool import InvtoolError, load_model, losses
 from invtool.cli import main
 from invtool.objectives import Objective
@@ -21,7 +22,7 @@ from invtool.tiled import IMAGE_BUFFERS, LBFGS_BUFFERS, STATE, Tiling, evaluate,
 
 BRICK = ROOT / "examples" / "textures" / "brick.png"
 CAT = ROOT / "examples" / "images" / "chelsea.png"
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=NEEDS_CUDA)]
 VGG_STYLE = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 RESNET_STYLE = ["conv1", "res2b", "res3b", "res4b", "res5b"]
 
