@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from .errors import InvtoolError
 from .objectives import Objective
 from .param import Param, pixel, resize_image
-from .transforms import Transform
+from .transforms import Transform, is_random
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
@@ -348,9 +348,12 @@ class _Run:
 
 def _model_view(transforms: Transform | None, optimizer: str, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """What the model sees of an image: itself, or `transforms` of it drawing from a generator seeded with
-    `seed` (new draws at each step; held between L-BFGS calls, see `_HeldTransform`)."""
+    `seed` (new draws at each step; held between L-BFGS calls, see `_HeldTransform`). A deterministic
+    transform is applied as it is: nothing to hold, and L-BFGS keeps its memory across calls."""
     if transforms is None:
         return lambda img: img
+    if not is_random(transforms):
+        return lambda img: transforms(img, None)
     generator = torch.Generator().manual_seed(seed)
     if optimizer == "lbfgs":
         return _HeldTransform(transforms, generator)

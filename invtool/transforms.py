@@ -1,7 +1,8 @@
 """Random transforms applied to the image before the model at each step (lucent style).
 
 A transform is `t(image, generator) -> image`: differentiable in `image`, its randomness drawn from the
-run's `torch.Generator` so a seeded run repeats exactly. `compose` chains them.
+run's `torch.Generator` so a seeded run repeats exactly. `compose` chains them; `deterministic` marks one
+that draws nothing (a fixed function of the image), which L-BFGS can follow across calls.
 
 Example:
     >>> t = compose(jitter(8), random_roll())
@@ -13,6 +14,18 @@ import torch
 import torch.nn.functional as F
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def deterministic(transform: Transform) -> Transform:
+    """Mark `transform` as a fixed function of the image that draws nothing from the generator. L-BFGS must
+    restart its curvature memory for each new draw of a random transform, but not for this one."""
+    transform.random = False
+    return transform
+
+
+def is_random(transform: Transform) -> bool:
+    """Whether `transform` draws from the generator: true unless marked `deterministic`."""
+    return getattr(transform, "random", True)
 
 
 def _randint(high: int, generator: torch.Generator) -> int:
@@ -77,9 +90,9 @@ def _affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 
 def compose(*transforms: Transform) -> Transform:
-    """Apply the transforms in order."""
+    """Apply the transforms in order (deterministic when each of them is)."""
     def t(x, generator):
         for tr in transforms:
             x = tr(x, generator)
         return x
-    return t
+    return t if any(map(is_random, transforms)) else deterministic(t)
