@@ -2,9 +2,9 @@
 
 Run: `make bench` (or `.venv/bin/python tests/bench/bench_tile.py [SEEDS]`). 2 threads, the built models.
 For each model, SEEDS runs of `texture --tile` (brick, 64 px source, 128x64 output, 60 steps, default
-layers), and SEEDS runs at `make demo`'s settings (128 px source, 256x128, the default steps) on each, and per run
-`metrics.seam_ratios`: mean |first - last column| over the mean difference of
-neighbouring columns (and the same for rows), about 1 when the seam is like the interior. One image says
+layers), and SEEDS runs at `make demo`'s settings (128 px source, 256x128, the default steps) on each; per run
+`metrics.seam_ratios`: mean |first - last column| over the mean difference of neighbouring columns (and the
+same for rows), about 1 when the seam is like the interior. One image says
 little on brick, whose mortar lines may fall on the seam as anywhere else, so the figures are the mean
 over seeds, the seam's percentile among the image's own neighbouring pairs (uniform, mean 0.5, when
 the seam is no different from them; near 1 for a real seam), the ratio of all the pairs that the run's
