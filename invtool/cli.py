@@ -65,7 +65,8 @@ def model_options(f):
     f = click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True,
                      help="avg swaps every max pooling for average pooling (smoother results, Gatys).")(f)
     f = click.option("--preprocess", default=None,
-                     help="For ONNX models that do not bake it in: imagenet|caffe|tf|none.")(f)
+                     help="For ONNX models that do not bake it in: imagenet|caffe|tf|none, or fields such as "
+                          "mean=0.5,std=0.5 (per channel: mean=0.485/0.456/0.406).")(f)
     return click.option("--model", default=DEFAULT_MODEL, show_default=True,
                         type=click.Path(dir_okay=False), help="ONNX model file.")(f)
 
@@ -131,7 +132,8 @@ def main(ctx, debug):
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("--size", type=SIZE, default="224", show_default=True, help="Input size for the shapes: S or WxH.")
-@click.option("--preprocess", default=None, help="For models that do not bake it in: imagenet|caffe|tf|none.")
+@click.option("--preprocess", default=None, help="For models that do not bake it in: imagenet|caffe|tf|none, or "
+              "fields such as mean=0.5,std=0.5.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--stages", is_flag=True, help="Only the stages (the last activation before each change of "
               "resolution), with their strides: what the commands' default layers are chosen from.")

@@ -129,9 +129,8 @@ def _measure_reach(model, names) -> tuple[int, int]:
 def _probe(model, names, steps, side: int, narrow: int, axis: int) -> tuple[int, int] | None:
     """(before, after) along `axis` from a NaN line across a side-long image; None if some layer's NaN reaches
     the probe's edge (the probe is too small to tell)."""
-    shape = [1, 3, narrow, narrow]
-    shape[axis] = side
-    x = torch.zeros(shape, device=model.device)
+    h, w = (side, narrow) if axis == 2 else (narrow, side)
+    x = model.blank(1, h, w)
     c = side // 2
     x.narrow(axis, c, 1).fill_(float("nan"))
     with torch.no_grad():

@@ -1,7 +1,12 @@
-"""Image files <-> RGB float tensors `[N, 3, H, W]` in [0, 1], with OpenCV; atomic PNG writes; contact sheets.
+"""Image files <-> float tensors `[N, C, H, W]` in [0, 1] (C = 3, RGB, or 1, grey), with OpenCV; atomic PNG
+writes; contact sheets.
+
+A grey-input model (`FeatureModel.in_channels == 1`) gets colour images as their luminance, BT.601's
+Y = 0.299 R + 0.587 G + 0.114 B (OpenCV's RGB2GRAY, `LUMA`), and its results are written as grey PNGs.
 
 Example:
     >>> x, notes = read_image("examples/textures/brick.png", size=256)
+    >>> g, notes = read_input("examples/textures/brick.png", channels=1)   # [1, 1, H, W] luminance
     >>> write_png("out/brick.png", x)
     >>> sheet = contact_sheet([x, x.flip(-1)], ["original", "flipped"])
 """
@@ -20,6 +25,57 @@ from .param import resize_image
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+LUMA = (0.299, 0.587, 0.114)   # BT.601 luminance weights of R, G, B (OpenCV's RGB2GRAY)
+
+
+def read_input(source, *, channels: int = 3, size: int | tuple[int, int] | None = None,
+               what: str = "image") -> tuple[torch.Tensor, list[str]]:
+    """The one reader of command inputs: an image file or a tensor -> `[1, channels, H, W]` float in [0, 1] on
+    the CPU, checked (finite, not too many pixels), converted to `channels` (`to_channels`) and resized to
+    `size` (an int: the longer side, aspect kept; a (width, height) pair), plus notes for the run record."""
+    if isinstance(source, (str, Path)):
+        x, notes = read_image(source)
+        name = Path(source).name
+    elif isinstance(source, torch.Tensor) and source.dim() == 4 and source.shape[0] == 1 and source.shape[1] in (1, 3):
+        x, notes, name = source.detach().float().cpu(), [], what
+        if not torch.isfinite(x).all():
+            raise InvtoolError(f"the {what} has NaN or infinite values; give values in [0, 1]")
+        x = x.clamp(0, 1)
+    else:
+        shape = list(source.shape) if isinstance(source, torch.Tensor) else type(source).__name__
+        raise InvtoolError(f"the {what} must be an image file or a [1, 3, H, W] (RGB) or [1, 1, H, W] (grey) tensor "
+                           f"in [0, 1], got {shape}")
+    x = to_channels(x, channels, notes, name)
+    if size is not None:
+        from .tiled import check_pixels
+        w, h = fit_size(x.shape[-1], x.shape[-2], size)
+        check_pixels(1, h, w)
+        x = resize_image(x, h, w)
+    return x, notes
+
+
+def to_channels(x: torch.Tensor, channels: int, notes: list[str] | None = None, name: str = "image") -> torch.Tensor:
+    """Images `[N, C, H, W]` with `channels` channels: RGB to grey as luminance (`LUMA`), grey to RGB repeated;
+    each conversion adds a note."""
+    have = x.shape[1]
+    if have == channels:
+        return x
+    if have == 3 and channels == 1:
+        if notes is not None and not is_grey(x):
+            notes.append(f"{name}: colour converted to luminance for a grey-input model "
+                         f"(Y = {LUMA[0]} R + {LUMA[1]} G + {LUMA[2]} B, BT.601)")
+        return torch.einsum("nchw,c->nhw", x, torch.tensor(LUMA, dtype=x.dtype, device=x.device))[:, None]
+    if have == 1 and channels == 3:
+        if notes is not None:
+            notes.append(f"{name}: grey image repeated to RGB")
+        return x.expand(-1, 3, -1, -1).contiguous()
+    raise InvtoolError(f"{name} has {have} channels; invtool reads grey (1) and RGB (3) images")
+
+
+def is_grey(image: torch.Tensor) -> bool:
+    """Whether images `[N, C, H, W]` are grey: one channel, or channels equal within 1/255."""
+    return image.shape[1] == 1 or bool((image.amax(1) - image.amin(1)).max() <= 1 / 255 + 1e-6)
 
 
 def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.Tensor, list[str]]:
@@ -99,15 +155,16 @@ def fit_size(w: int, h: int, size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """`[1, 3, H, W]` or `[3, H, W]` float RGB in [0, 1] -> H x W x 3 uint8 RGB."""
+    """`[1, C, H, W]` or `[C, H, W]` float in [0, 1] (RGB or grey) -> H x W x C uint8."""
     x = x.detach().cpu().float()
     x = x[0] if x.ndim == 4 else x
     return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def encode_png(x: torch.Tensor) -> bytes:
-    """PNG bytes of an image tensor (for files and for embedding in HTML)."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(to_uint8(x), cv2.COLOR_RGB2BGR))
+    """PNG bytes of an image tensor (for files and for embedding in HTML): a grey PNG for one channel."""
+    img = to_uint8(x)
+    ok, buf = cv2.imencode(".png", img[..., 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InvtoolError("could not encode the image as PNG")
     return buf.tobytes()
@@ -137,7 +194,7 @@ def write_png(path, x: torch.Tensor) -> Path:
 
 def contact_sheet(images: list[torch.Tensor], labels: list[str], cols: int | None = None,
                   pad: int = 6, caption_height: int = 22) -> torch.Tensor:
-    """A grid of images with a caption under each, on white: `[1, 3, H, W]` in [0, 1].
+    """A grid of images (RGB or grey) with a caption under each, on white: `[1, 3, H, W]` in [0, 1].
 
     Images of different sizes are centred in cells of the largest size; captions too long for a cell
     are cut short with '...'.
@@ -163,7 +220,8 @@ def contact_sheet(images: list[torch.Tensor], labels: list[str], cols: int | Non
         (tw_text, th_text), _ = cv2.getTextSize(text, font, scale, 1)
         cv2.putText(sheet, text, (x0 + max(0, (cw - tw_text) // 2), y0 + ch + (caption_height + th_text) // 2),
                     font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return torch.from_numpy(sheet).permute(2, 0, 1)[None].float() / 255.0
+    out = torch.from_numpy(sheet).permute(2, 0, 1)[None].float() / 255.0
+    return out[:, :1] if all(t.shape[2] == 1 for t in tiles) else out   # grey tiles: a grey sheet
 
 
 # --- colour (style transfer's colour preservation, Gatys et al. 2016) ------------------------------

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from . import losses
 from .errors import InvtoolError
 from .geometry import choose_layers, default_layers
-from .image import contact_sheet, fit_size, read_image
+from .image import contact_sheet, read_input
 from .metrics import reconstruction_metrics
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import MAX_WEIGHT, Objective, layer_weights
@@ -105,14 +105,9 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
         raise InvtoolError(f"--restarts {restarts} with --steps {steps}: give at least 8 steps (the last quarter "
                            f"goes on from the merge)")
     model = as_model(model, preprocess, pool, device)
-    src, notes = read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), [])
+    src, notes = read_input(image, channels=model.in_channels, size=size)
     weights = parse_layers(model, choose_layers(model, layers, "invert", notes, progress))
     names = list(weights)
-    if not torch.isfinite(src).all():
-        raise InvtoolError("the image has NaN or infinite values; give RGB values in [0, 1]")
-    if size is not None:
-        w, h = fit_size(src.shape[-1], src.shape[-2], size)
-        src = resize_image(src, h, w)
     if fixed := model.fixed_size(names):
         if tuple(src.shape[-2:]) != fixed:
             notes.append(f"image resized from {src.shape[-1]}x{src.shape[-2]} to {fixed[1]}x{fixed[0]}: "
@@ -244,15 +239,13 @@ def check_priors(alpha: float, alpha_weight: float, tv_beta: float, tv_weight: f
 
 
 def initial_image(init, shape, seed: int = 0) -> torch.Tensor:
-    """The starting image `[1, 3, H, W]`: uniform noise, flat gray, noise blurred to 1/8 of the size, or
-    a given image (a file or a tensor) resized to the shape."""
+    """The starting image of `shape` (N, C, H, W): uniform noise, flat gray, noise blurred to 1/8 of the size,
+    or a given image (a file or a tensor) with C channels, resized to the shape."""
     generator = torch.Generator().manual_seed(seed)
     n, c, h, w = shape
     if isinstance(init, torch.Tensor) or init not in INITS:
-        start = init.detach().float().cpu() if isinstance(init, torch.Tensor) else read_image(init)[0]
-        if start.ndim != 4 or start.shape[:2] != (1, 3) or not torch.isfinite(start).all():
-            raise InvtoolError("the starting image must be a finite [1, 3, H, W] RGB tensor in [0, 1]")
-        return resize_image(start.clamp(0, 1), h, w).expand(n, c, h, w).clone()
+        start = read_input(init, channels=c, what="starting image")[0]
+        return resize_image(start, h, w).expand(n, c, h, w).clone()
     if init == "gray":
         return torch.full((n, c, h, w), 0.5)
     if init == "blur":

@@ -1,4 +1,7 @@
-"""FeatureModel: any ONNX CNN as a differentiable map from an RGB image to named layers.
+"""FeatureModel: any ONNX CNN as a differentiable map from an image to named layers.
+
+Images are `[N, C, H, W]` in [0, 1] with C the channels the network reads, taken from the model: 3 (RGB) for
+most CNNs, 1 (grey) for OCR, document, medical and MNIST-like networks (`FeatureModel.in_channels`).
 
 Example:
     >>> model = load_model("models/vgg16.onnx")
@@ -34,9 +37,10 @@ class LayerInfo:
 class FeatureModel:
     """An ONNX model whose tensors are addressable by name and differentiable w.r.t. the input image.
 
-    The image goes in as `[N, 3, H, W]`, RGB in [0, 1]; `preprocess` (if any) maps it to what the
-    network expects, and a channels-last input (tf2onnx) is transposed for it. For each set of
-    requested names a module holding only the nodes they need is built once and cached.
+    The image goes in as `[N, C, H, W]` in [0, 1], C = `in_channels` (3: RGB, 1: grey, read from the
+    graph); `preprocess` (if any) maps it to what the network expects, and a channels-last input
+    (tf2onnx) is transposed for it. For each set of requested names a module holding only the nodes
+    they need is built once and cached.
     """
 
     def __init__(self, proto: onnx.ModelProto, *, path: str | None = None, sha256: str | None = None,
@@ -51,7 +55,9 @@ class FeatureModel:
         self.device = resolve_device(device)
         self._weights = weights if weights is not None else {
             k: v.to(self.device) for k, v in initializers(proto).items()}
-        self.input_name, self.channels_last = _image_input(proto, self._weights)
+        self.input_name, self.channels_last, self.in_channels = _image_input(proto, self._weights)
+        if preprocess is not None:
+            preprocess.check_channels(self.in_channels)
         self._pre = None if preprocess is None or preprocess.is_identity() else preprocess.module().to(self.device)
         self.preprocess = preprocess
         self._producer = _computed_tensors(proto, self._weights)
@@ -77,21 +83,50 @@ class FeatureModel:
         raise InvtoolError(f"unknown layer {name!r}{close_matches(name, [*self.aliases, *self._producer])}; "
                            f"`invtool layers {self.path or 'MODEL'}` lists them")
 
+    def card(self) -> dict:
+        """What a run record says of the model: file, sha256, metadata, and the images it reads."""
+        card = {"path": str(self.path), "sha256": self.sha256, "metadata": dict(self.metadata),
+                "input_channels": self.in_channels}
+        if self.in_channels == 1:
+            from .image import LUMA
+            card["grey_input"] = (f"colour images are given as their luminance Y = {LUMA[0]} R + {LUMA[1]} G + "
+                                  f"{LUMA[2]} B (BT.601)")
+        return card
+
     # --- computing -------------------------------------------------------------------------------
     def features(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
-        """The tensors `names` (aliases or ONNX names) for images `x` [N, 3, H, W], RGB in [0, 1]."""
+        """The tensors `names` (aliases or ONNX names) for images `x` [N, C, H, W] in [0, 1] (C = in_channels)."""
         if isinstance(names, str):
             names = [names]
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
             shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InvtoolError(f"image tensor must be [N, 3, H, W] RGB in [0, 1], got {shape}")
+            raise InvtoolError(f"image tensor must be {self.image_kind} in [0, 1], got {shape}"
+                               + ("; `invtool.image.to_channels` converts an image" if isinstance(x, torch.Tensor)
+                                  and x.dim() == 4 and x.shape[1] in (1, 3) else ""))
         wanted = {n: self.resolve(n) for n in names}
         key = tuple(sorted(set(wanted.values())))
         values = dict(zip(key, self.module(key)(self.network_input(x))))
         return {n: values[t] for n, t in wanted.items()}
 
+    @property
+    def declared_shape(self) -> list:
+        """The image input's `[N, C, H, W]` as the file declares it, None where a dimension is symbolic (ONNX
+        Runtime holds a model to these; the rebuilt module takes any batch and size its ops allow)."""
+        image = next(i for i in self.proto.graph.input if i.name == self.input_name)
+        dims = _dims(image)
+        return [dims[0], dims[3], dims[1], dims[2]] if self.channels_last else dims
+
+    @property
+    def image_kind(self) -> str:
+        """How messages name the images this model reads: `[N, 3, H, W] RGB` or `[N, 1, H, W] grey`."""
+        return f"[N, {self.in_channels}, H, W] " + ("grey" if self.in_channels == 1 else "RGB")
+
+    def blank(self, n: int, h: int, w: int, fill: float = 0.0) -> torch.Tensor:
+        """A flat batch of images this model reads, `[n, in_channels, h, w]` on its device (for probes)."""
+        return torch.full((n, self.in_channels, h, w), fill, device=self.device)
+
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
-        """What the ONNX graph's input gets for images `x` (RGB in [0, 1]): preprocessed, on the device, and
+        """What the ONNX graph's input gets for images `x` (in [0, 1]): preprocessed, on the device, and
         channels-last where the graph wants it; ONNX Runtime, which runs the graph alone, is fed this too."""
         x = x.to(self.device)
         if self._pre is not None:
@@ -109,11 +144,11 @@ class FeatureModel:
     def describe(self, size=224) -> list[LayerInfo]:
         """Every addressable tensor with its aliases, op and output shape for an input of `size`."""
         h, w = (size, size) if isinstance(size, int) else size
-        shapes = _inferred_shapes(self.proto, self.input_name, h, w, self.channels_last)
+        shapes = _inferred_shapes(self.proto, self.input_name, (1, self.in_channels, h, w), self.channels_last)
         unknown = [n for n in self.names if n not in shapes]
         if unknown:  # inference could not tell: a dry run, one tensor at a time past any failure
             with torch.no_grad():
-                x = torch.zeros(1, 3, h, w)
+                x = self.blank(1, h, w)
                 try:
                     shapes.update({n: tuple(t.shape) for n, t in self.features(x, unknown).items()})
                 except Exception:
@@ -153,16 +188,21 @@ class FeatureModel:
         def works(s):
             try:
                 with torch.no_grad():
-                    feats = self.features(torch.zeros(1, 3, s, s, device=self.device), names)
+                    feats = self.features(self.blank(1, s, s), names)
                 return all(min(f.shape[2:], default=1) >= 1 for f in feats.values())
-            except RuntimeError:
+            except RuntimeError as e:
+                if _not_about_size(e):   # another size would fail the same way: say why now
+                    raise InvtoolError(f"layers {', '.join(names)} cannot be computed{_probe_cause([e])}") from None
+                failures.append(e)
                 return False
 
+        failures: list[RuntimeError] = []
         lo, hi = 1, 16
         while not works(hi):
             lo, hi = hi + 1, hi * 2
             if hi > 4096:
-                raise InvtoolError(f"layers {', '.join(names)} cannot be computed at any input size up to 4096")
+                raise InvtoolError(f"layers {', '.join(names)} cannot be computed at any input size up to 4096"
+                                   + _probe_cause(failures))
         while lo < hi:  # smallest working side in [lo, hi]
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if works(mid) else (mid + 1, hi)
@@ -172,7 +212,7 @@ class FeatureModel:
         """Channels (or units, for a fully connected layer) of a layer."""
         s = self.min_size([name])
         with torch.no_grad():
-            return self.features(torch.zeros(1, 3, s, s, device=self.device), [name])[name].shape[1]
+            return self.features(self.blank(1, s, s), [name])[name].shape[1]
 
     def variant(self, *, pool: str | None = None, padding: str | None = None) -> "FeatureModel":
         """This model with other pooling or padding (same graph and weights, no copy); itself if unchanged."""
@@ -285,26 +325,74 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
 
-def _image_input(proto: onnx.ModelProto, weights) -> tuple[str, bool]:
-    """The name of the single 4-D image input, and whether it is channels-last (NHWC)."""
+IMAGE_CHANNELS = (1, 3)   # grey and RGB: what invtool makes images of
+
+
+def _image_input(proto: onnx.ModelProto, weights) -> tuple[str, bool, int]:
+    """(name, channels-last, channel count) of the single 4-D image input.
+
+    The channel count is the input's own dimension where the graph states it, else the first convolution's
+    (its weight's input channels times its groups). Other inputs with a default in the file (an initializer
+    of the same name) are weights; any other second input is refused by name.
+    """
     inputs = [i for i in proto.graph.input if i.name not in weights]
     images = [i for i in inputs if len(_dims(i)) == 4]
-    if len(inputs) != 1 or len(images) != 1:
+    if len(images) != 1:
         found = ", ".join(f"{i.name} {_dims(i)}" for i in inputs) or "none"
-        raise InvtoolError(f"model needs exactly one 4-D image input [N, 3, H, W] (or [N, H, W, 3]); "
-                           f"it has: {found}")
-    dims = _dims(images[0])
-    return images[0].name, dims[3] == 3 and dims[1] != 3
+        raise InvtoolError(f"model needs exactly one 4-D image input [N, C, H, W] (or [N, H, W, C]); it has: {found}")
+    image = images[0]
+    others = [i for i in inputs if i is not image]
+    if others:
+        raise InvtoolError(f"model has input {others[0].name!r} {_dims(others[0])} besides the image {image.name!r}; "
+                           "invtool feeds the image alone: export the model with that input fixed to a constant "
+                           "(or give it a default, an initializer of the same name)")
+    dims = _dims(image)
+    channels_last = dims[3] in IMAGE_CHANNELS and dims[1] not in IMAGE_CHANNELS
+    channels = dims[3] if channels_last else dims[1]
+    if channels is None:
+        channels = _first_conv_channels(proto, weights)
+    if channels not in IMAGE_CHANNELS:
+        what = {None: "an unknown number of", 4: "4 (RGBA or RGB + depth?)"}.get(channels, str(channels))
+        raise InvtoolError(f"model input {image.name!r} {dims} reads {what} channels; invtool makes images of 1 (grey) "
+                           "or 3 (RGB) channels: export the model with a grey or RGB input")
+    return image.name, channels_last, channels
 
 
-def _inferred_shapes(proto, input_name, h, w, channels_last) -> dict[str, tuple[int, ...]]:
-    """Static shapes from ONNX shape inference at a concrete input size (only fully known ones)."""
+def _first_conv_channels(proto: onnx.ModelProto, weights) -> int | None:
+    """Input channels of the graph's first Conv with a stored weight (weight channels x groups), or None."""
+    for node in proto.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in weights:
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            return int(weights[node.input[1]].shape[1]) * group
+    return None
+
+
+_NOT_SIZE = ("channels, but got", "scalar type", "should be the same", "dtype", "not implemented for")
+
+
+def _not_about_size(e: Exception) -> bool:
+    """Whether a failure of the network on a blank image is about something other than its size (the image's
+    channels or dtype against the weights'), so that no larger probe can help."""
+    return any(p in str(e) for p in _NOT_SIZE)
+
+
+def _probe_cause(failures: list[Exception]) -> str:
+    """Why the largest size probe failed, when it was not the size: what the network said."""
+    if not failures:
+        return ""
+    first = str(failures[-1]).strip().splitlines()[0] if str(failures[-1]).strip() else type(failures[-1]).__name__
+    return f"; the network fails with: {first[:300]}"
+
+
+def _inferred_shapes(proto, input_name, shape, channels_last) -> dict[str, tuple[int, ...]]:
+    """Static shapes from ONNX shape inference at a concrete input `shape` (N, C, H, W) (only fully known ones)."""
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     del m.graph.value_info[:]
     for i in m.graph.input:
         if i.name == input_name:
-            for d, v in zip(i.type.tensor_type.shape.dim, (1, h, w, 3) if channels_last else (1, 3, h, w)):
+            n, c, h, w = shape
+            for d, v in zip(i.type.tensor_type.shape.dim, (n, h, w, c) if channels_last else (n, c, h, w)):
                 d.Clear()
                 d.dim_value = v
     try:

@@ -457,7 +457,7 @@ def _measure_saved_bytes(model, layers, side: int) -> int:
         seen[t.data_ptr()] = t.numel() * t.element_size()
         return t
 
-    x = torch.rand(1, 3, side, side, device=model.device, requires_grad=True)
+    x = torch.rand(1, model.in_channels, side, side, device=model.device, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model.features(x, layers)
     return sum(seen.values())

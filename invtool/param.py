@@ -99,7 +99,8 @@ _FOURIER_GAIN = 4.0   # lucid's divisor of the inverse FFT: smaller values satur
 def fourier(init: torch.Tensor | tuple[int, int, int, int], *, decay_power: float = 1.0, sd: float = 0.01,
             generator: torch.Generator | None = None, device=None) -> Param:
     """A decorrelated Fourier parameterisation (Olah et al. 2017, lucid): the optimiser moves the image's
-    spectrum, scaled by 1/f^decay_power, in a decorrelated colour basis; a sigmoid keeps it in (0, 1).
+    spectrum, scaled by 1/f^decay_power, in a decorrelated colour basis (for RGB; a grey image has one
+    channel and no basis); a sigmoid keeps it in (0, 1).
 
     Equal steps on every coefficient then change low frequencies as much as high ones, which plain pixel
     ascent does not (it makes high-frequency noise): activation maximisation gives readable pictures.
@@ -123,7 +124,7 @@ def fourier(init: torch.Tensor | tuple[int, int, int, int], *, decay_power: floa
     fy = torch.fft.fftfreq(h, device=device)[:, None]
     fx = torch.fft.rfftfreq(w, device=device)[None, :]
     scale = 1.0 / torch.maximum(torch.sqrt(fx * fx + fy * fy), torch.tensor(1.0 / max(h, w))) ** decay_power
-    color = _COLOR_SQRT_COV.to(device)
+    color = (_COLOR_SQRT_COV if c == 3 else torch.eye(c)).to(device)   # grey: no colours to decorrelate
     if image is None:
         spectrum = (torch.randn(n, c, h, w // 2 + 1, 2, generator=generator) * sd).to(device)
     else:   # invert image_fn: logit, undo the colour mixing, forward FFT, undo the 1/f scaling

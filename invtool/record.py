@@ -75,8 +75,7 @@ def build_record(command: str, options: dict, result: Result, *, model=None, lay
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv,
         "options": options,
-        "model": None if model is None else {
-            "path": str(model.path), "sha256": model.sha256, "metadata": dict(model.metadata)},
+        "model": None if model is None else model.card(),
         "layers": list(layers or []),
         "seed": options.get("seed"),
         "versions": package_versions(),

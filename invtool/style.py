@@ -23,7 +23,7 @@ import torch
 from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, stride
-from .image import fit_size, match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
+from .image import match_histograms, read_input, rgb_to_yuv, yuv_to_rgb
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights
 from .optimize import WORK_SIZE, optimize, require_size
@@ -104,7 +104,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     options.update(style_weight=style_weight, style_blend=blend)
 
     model = as_model(model, preprocess, pool, device)
-    content_img, notes = _read(content, size)
+    if preserve_color != "none" and model.in_channels == 1:
+        raise InvtoolError(f"--preserve-color {preserve_color} with a grey-input model: its images have no colour "
+                           "to keep; leave --preserve-color out")
+    content_img, notes = read_input(content, channels=model.in_channels, size=size, what="content")
     content_w = layer_weights(choose_layers(model, content_layers, "content", notes, progress), "content", known=model)
     style_w = layer_weights(choose_layers(model, style_layers, "style", notes, progress), "style", known=model,
                             normalise=True)
@@ -113,7 +116,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     layers = list(dict.fromkeys([*content_w, *style_w]))
     style_imgs = []
     for s in styles:
-        img, more = _read(s, None)
+        img, more = read_input(s, channels=model.in_channels, what="style image")
         style_imgs.append(img)
         notes += more
     h, w = content_img.shape[-2:]
@@ -285,22 +288,6 @@ def _style_size(shape, h: int, w: int, scale: float, min_side: int) -> tuple[int
     k = scale * max(h, w) / max(sh, sw)
     k = max(k, min_side / min(sh, sw))
     return max(1, round(sh * k)), max(1, round(sw * k))
-
-
-def _read(image, size) -> tuple[torch.Tensor, list[str]]:
-    """An image file or tensor as `[1, 3, H, W]` in [0, 1], resized to `size` (a size too large for one image is
-    refused before it is allocated)."""
-    if isinstance(image, (str, Path)):
-        x, notes = read_image(image)
-    elif not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
-        raise InvtoolError("images must be files or [1, 3, H, W] tensors in [0, 1]")
-    else:
-        x, notes = image.detach().float().cpu().clamp(0, 1), []
-    if size is not None:
-        w, h = fit_size(x.shape[-1], x.shape[-2], size)
-        tiled.check_pixels(1, h, w)
-        x = resize_image(x, h, w)
-    return x, notes
 
 
 def _describe(image) -> str:

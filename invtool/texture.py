@@ -22,7 +22,7 @@ import torch
 from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
-from .image import fit_size, read_image
+from .image import fit_size, is_grey, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights as layer_weights_of
 from .optimize import WORK_SIZE, optimize, require_size
@@ -87,8 +87,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     lr = lr or (1.0 if optimizer == "lbfgs" else 0.02)
     options.update(optimizer=optimizer, lr=lr)
     model = as_model(model, preprocess, pool, device)
-    src, notes = (read_image(source, size) if isinstance(source, (str, Path))
-                  else (source.detach().float().cpu(), []))
+    src, notes = read_input(source, channels=model.in_channels, size=size, what="source")
     given = layer_weights_of(choose_layers(model, layers, "texture", notes, progress), "texture", known=model)
     layers = list(given)
     for name in layers:
@@ -104,7 +103,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     net = model.variant(padding="circular") if tile else model
     plan(net, objective, 1, oh, ow, optimizer=optimizer, memory=memory, wrap=tile)   # before allocating anything
     grey = is_grey(src)
-    if grey:
+    if grey and src.shape[1] == 3:
         notes.append("grey source: grey result (grey starting noise, the model sees the channels' mean, so the "
                      "three channels stay equal; Gram statistics of a grey source hardly pin the colours)")
     init = initial_noise(src, oh, ow, seed, grey=grey)
@@ -121,20 +120,15 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
 
 
 def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0, grey: bool = False) -> torch.Tensor:
-    """The start: the source's mean colour plus uniform noise of range `INIT_NOISE` (the same in the three
-    channels when `grey`).
+    """The start: the source's mean colour plus uniform noise of range `INIT_NOISE` (the same in every
+    channel when `grey`).
 
     Gatys' full-range white noise leaves pixel-level colour noise that the Gram losses hardly see: on
     VGG16 (brick, 128 px, 200 L-BFGS steps, one scale) the Gram loss ends at 12.4 from white noise and
     6.9 from 0.5 +- 0.1; on ihc 7.9 from 0.5 +- 0.1 and 6.2 from its mean colour +- 0.1.
     """
-    noise = torch.rand(1, 1 if grey else 3, h, w, generator=torch.Generator().manual_seed(seed)) - 0.5
+    noise = torch.rand(1, 1 if grey else source.shape[1], h, w, generator=torch.Generator().manual_seed(seed)) - 0.5
     return (source.mean((2, 3), keepdim=True) + INIT_NOISE * noise).clamp(0, 1)
-
-
-def is_grey(image: torch.Tensor) -> bool:
-    """Whether an RGB image `[N, 3, H, W]` is grey: its three channels equal within 1/255."""
-    return bool((image.amax(1) - image.amin(1)).max() <= 1 / 255 + 1e-6)
 
 
 @deterministic

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .errors import InvtoolError, close_matches
-from .image import contact_sheet, fit_size, read_image
+from .image import contact_sheet, fit_size, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, channel, neuron, on_image
 from .objectives import layer as layer_energy
@@ -106,7 +106,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     pre = [f"{name} ({tensor})" for name, tensor in read.items() if tensor != model.resolve(name)]
 
     if image is not None:
-        start, notes = (read_image(image) if isinstance(image, (str, Path)) else (image.detach().float().cpu(), []))
+        start, notes = read_input(image, channels=model.in_channels)
         w, h = fit_size(start.shape[-1], start.shape[-2], size)
     else:
         w, h = (size, size) if isinstance(size, int) else size
@@ -118,8 +118,9 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         start = resize_image(start, h, w).expand(n, -1, -1, -1)
     else:
         noise = torch.Generator().manual_seed(seed)
-        start = (fourier((n, 3, h, w), generator=noise).image_fn().detach() if param == "fourier"
-                 else (0.5 + 0.1 * torch.randn(n, 3, h, w, generator=noise)).clamp(0, 1))
+        c = model.in_channels
+        start = (fourier((n, c, h, w), generator=noise).image_fn().detach() if param == "fourier"
+                 else (0.5 + 0.1 * torch.randn(n, c, h, w, generator=noise)).clamp(0, 1))
     require_size(model, layers, h, w, "the tiles")
     if pre:
         notes.append(f"channel and neuron terms read the input of the ReLU of {', '.join(pre)}, so that channels "

@@ -9,6 +9,9 @@ semantics matter) and exported with dynamic H and W:
 - MobileNetV3-style classifier (depthwise convs, HardSigmoid/HardSwish, squeeze-excitation, global
   pooling), by the legacy exporter at opset 13 (HardSwish as HardSigmoid * x) and by dynamo;
 - Inception/DenseNet-style net (Concat-heavy, ceil-mode pools), by dynamo;
+- OCR-style grey-input recogniser (a CRNN: one input channel, pools that halve the height faster than the
+  width, the height averaged away, a per-column classifier), by the legacy exporter at opset 12 (as
+  ddddocr's PyTorch 1.9 export) and by dynamo;
 - Paddle2ONNX-style graph, hand-built with onnx.helper (paddle itself is too heavy to install): weights
   and every scalar as `Constant` nodes, Clip with Constant bounds, HardSigmoid, ConvTranspose,
   BatchNormalization, Pad/Reshape/Resize with Constant operands.
@@ -46,16 +49,17 @@ class CorpusModel:
     path: Path
     exporter: str
     opset: int
-    sizes: tuple[tuple[int, int, int], ...] = SIZES  # (N, H, W) inputs to test; C is 3
+    sizes: tuple[tuple[int, int, int], ...] = SIZES  # (N, H, W) inputs to test
+    channels: int = 3                                # C: 3 (RGB) or 1 (grey)
 
     @property
     def proto(self) -> onnx.ModelProto:
         return onnx.load(str(self.path))
 
     def inputs(self, seed: int = 0):
-        """One reproducible image batch [N, 3, H, W] in [0, 1] per size."""
+        """One reproducible image batch [N, C, H, W] in [0, 1] per size."""
         rng = np.random.default_rng(seed)
-        return [rng.random((n, 3, h, w), dtype=np.float32) for n, h, w in self.sizes]
+        return [rng.random((n, self.channels, h, w), dtype=np.float32) for n, h, w in self.sizes]
 
 
 # --- YOLO-style detector (ultralytics YOLOv8 layout, a few channels wide) ---------------------------
@@ -268,6 +272,25 @@ class InceptionDenseStyle(nn.Module):
         return self.net(x)
 
 
+# --- OCR-style grey-input recogniser (a CRNN, the shape of ddddocr's and most captcha readers) -----
+class GreyOcrStyle(nn.Module):
+    """[N, 1, H, W] -> per-column class log-probabilities [N, W / 4, classes]: conv-BN-ReLU blocks, 2x2 pools,
+    then a pool of the height alone (stride (2, 1)), the height averaged away and a Linear per column."""
+
+    def __init__(self, classes=12):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(1, 8, 3), nn.MaxPool2d(2),
+            conv_bn_relu(8, 16, 3), nn.MaxPool2d(2),
+            conv_bn_relu(16, 24, 3), nn.MaxPool2d((2, 1), (2, 1)),
+            conv_bn_relu(24, 32, 3))
+        self.head = nn.Linear(32, classes)
+
+    def forward(self, x):
+        f = self.features(x).mean(2)                          # [N, C, W / 4]
+        return self.head(f.permute(0, 2, 1)).log_softmax(-1)
+
+
 # --- exporting -------------------------------------------------------------------------------------
 def _seeded(cls, seed):
     torch.manual_seed(seed)
@@ -279,32 +302,32 @@ def _opset(path) -> int:
                 if i.domain in ("", "ai.onnx"))
 
 
-def export_legacy(net, path, opset):
+def export_legacy(net, path, opset, channels=3):
     """The TorchScript exporter with dynamic N, H, W, as `yolo export format=onnx dynamic=True` runs it."""
-    torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(path), dynamo=False, opset_version=opset,
+    torch.onnx.export(net, (torch.rand(1, channels, 64, 64),), str(path), dynamo=False, opset_version=opset,
                       input_names=["images"], output_names=["output0"],
                       dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}})
 
 
-def export_dynamo(net, path, multiple=16):
+def export_dynamo(net, path, multiple=16, channels=3):
     """The torch.export-based exporter (onnxscript) with dynamic N, H, W; H and W are declared multiples
     of `multiple` so a neck that concatenates an upsampled map with a finer one needs no guard."""
     from torch.export import Dim
     dims = {0: Dim("batch", min=1, max=64),
             2: multiple * Dim("h", min=2, max=256), 3: multiple * Dim("w", min=2, max=256)}
     with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
-        torch.onnx.export(net, (torch.rand(2, 3, 64, 64),), str(path), dynamo=True, input_names=["image"],
+        torch.onnx.export(net, (torch.rand(2, channels, 64, 64),), str(path), dynamo=True, input_names=["image"],
                           dynamic_shapes={"x": dims}, verbose=False)
 
 
-def _torch_model(name, cls, seed, exporter, directory, opset=None):
+def _torch_model(name, cls, seed, exporter, directory, opset=None, channels=3):
     path = Path(directory) / f"{name}.onnx"
     net = _seeded(cls, seed)
     if exporter == LEGACY:
-        export_legacy(net, path, opset)
+        export_legacy(net, path, opset, channels)
     else:
-        export_dynamo(net, path)
-    return CorpusModel(name, path, exporter, _opset(path))
+        export_dynamo(net, path, channels=channels)
+    return CorpusModel(name, path, exporter, _opset(path), channels=channels)
 
 
 # --- Paddle2ONNX-style graph, hand-built ---------------------------------------------------------
@@ -436,6 +459,8 @@ BUILDERS = {
     "mobilenetv3_dynamo": lambda d: _torch_model("mobilenetv3_dynamo", MobileNetV3Style, 1, DYNAMO, d),
     "inception_dense_dynamo": lambda d: _torch_model("inception_dense_dynamo", InceptionDenseStyle, 2, DYNAMO, d),
     "paddle_style": paddle_style,
+    "grey_ocr_legacy": lambda d: _torch_model("grey_ocr_legacy", GreyOcrStyle, 4, LEGACY, d, opset=12, channels=1),
+    "grey_ocr_dynamo": lambda d: _torch_model("grey_ocr_dynamo", GreyOcrStyle, 4, DYNAMO, d, channels=1),
 }
 
 
@@ -460,7 +485,7 @@ def main():
                 except Exception as e:  # a model that does not load or match yet is a row, not a crash
                     errors.append(f"FAIL ({type(e).__name__}: {str(e).splitlines()[0][:60]})")
             rows.append((name, m.exporter, m.opset, len(proto.graph.node), errors, ops))
-    sizes = " | ".join(f"worst @ {n}x3x{h}x{w}" for n, h, w in SIZES)
+    sizes = " | ".join(f"worst @ {n}xCx{h}x{w}" for n, h, w in SIZES)
     print(f"| model | exporter | opset | nodes | {sizes} | op types |")
     print("|---" * (5 + len(SIZES)) + "|")
     for name, exporter, opset, count, errors, ops in rows:

@@ -111,7 +111,7 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
         slug = names[layer]
         atlas["layers"].append({**plan_.info, "slug": slug, "units": [
             _write_unit(out, slug, c, units["results"][(layer, c)],
-                        _unit_examples(out, slug, c, plan_, maxima, paths, top, example_size))
+                        _unit_examples(out, slug, c, plan_, maxima, paths, top, example_size, model.in_channels))
             for c in plan_.wanted]})
     atlas["wall_time"] = round(time.perf_counter() - t0, 2)
     write_site(out, atlas)
@@ -203,8 +203,9 @@ def _examples(out: Path, model, plan: dict, paths, size: int, engine: str):
 
 
 def _unit_examples(out: Path, slug: str, c: int, plan: _LayerPlan, maxima: dict, paths, top: int,
-                   size: int) -> list[dict]:
-    """A unit's top examples: each image's crop around the channel's peak written beside the unit's page."""
+                   size: int, channels: int) -> list[dict]:
+    """A unit's top examples: each image's crop around the channel's peak (as the model saw it: grey for a grey
+    model) written beside the unit's page."""
     if not maxima or not top:
         return []
     values, positions = maxima[plan.read]
@@ -212,7 +213,7 @@ def _unit_examples(out: Path, slug: str, c: int, plan: _LayerPlan, maxima: dict,
     for rank, (i, value, y, x) in enumerate(top_examples(values, positions, c, top), 1):
         box = plan.field.box(y, x)
         name = f"units/{slug}/{c}-example-{rank}.png"
-        write_atomic(out / name, encode_png(crop(load_example(paths[i], size), box)))
+        write_atomic(out / name, encode_png(crop(load_example(paths[i], size, channels), box)))
         found.append({"file": paths[i].name, "value": value, "y": y, "x": x, "box": list(box), "crop": name})
     return found
 

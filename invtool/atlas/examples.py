@@ -24,7 +24,7 @@ import onnx
 import torch
 
 from ..errors import InvtoolError
-from ..image import read_image
+from ..image import read_image, read_input
 from ..param import resize_image
 
 ENGINES = ("auto", "ort", "torch")
@@ -50,9 +50,10 @@ def scan_images(folder) -> tuple[list[Path], list[dict]]:
     return readable, skipped
 
 
-def load_example(path, size: int) -> torch.Tensor:
-    """`[1, 3, size, size]`: the image resized so its shorter side is `size`, centre-cropped."""
-    x, _ = read_image(path)
+def load_example(path, size: int, channels: int = 3) -> torch.Tensor:
+    """`[1, channels, size, size]`: the image (as luminance for a grey model) resized so its shorter side is
+    `size`, centre-cropped."""
+    x, _ = read_input(path, channels=channels)
     h, w = x.shape[-2:]
     k = size / min(h, w)
     rh, rw = max(size, round(h * k)), max(size, round(w * k))
@@ -62,7 +63,8 @@ def load_example(path, size: int) -> torch.Tensor:
 
 
 def choose_engine(model, engine: str = "auto") -> str:
-    """"ort" or "torch" for `engine`: auto takes ONNX Runtime on the CPU with max pooling when installed."""
+    """"ort" or "torch" for `engine`: auto takes ONNX Runtime on the CPU with max pooling when installed, unless
+    the file fixes the batch or the image size (ONNX Runtime would refuse a batch of other sizes)."""
     if engine not in ENGINES:
         raise InvtoolError(f"unknown examples engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine != "auto":
@@ -71,7 +73,9 @@ def choose_engine(model, engine: str = "auto") -> str:
         import onnxruntime  # noqa: F401
     except ImportError:
         return "torch"
-    return "ort" if model.device.type == "cpu" and model.pool == "max" else "torch"
+    n, _, h, w = model.declared_shape
+    fixed = any(d is not None for d in (n, h, w))
+    return "ort" if model.device.type == "cpu" and model.pool == "max" and not fixed else "torch"
 
 
 def activation_maxima(model, paths, tensors, *, size: int, batch: int = 8, engine: str = "auto"):
@@ -83,7 +87,7 @@ def activation_maxima(model, paths, tensors, *, size: int, batch: int = 8, engin
     positions = {t: [] for t in tensors}
     seconds = 0.0
     for i in range(0, len(paths), batch):
-        x = torch.cat([load_example(p, size) for p in paths[i:i + batch]])
+        x = torch.cat([load_example(p, size, model.in_channels) for p in paths[i:i + batch]])
         t0 = time.perf_counter()
         outs = forward(x)
         seconds += time.perf_counter() - t0
@@ -141,10 +145,10 @@ def top_examples(values: np.ndarray, positions: np.ndarray, channel: int, k: int
 
 
 def crop(image: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
-    """The `(top, left, bottom, right)` box of `image` [1, 3, H, W]; outside the image, grey."""
+    """The `(top, left, bottom, right)` box of `image` [1, C, H, W]; outside the image, grey."""
     top, left, bottom, right = box
     h, w = image.shape[-2:]
-    out = torch.full((1, 3, bottom - top, right - left), GREY)
+    out = torch.full((1, image.shape[1], bottom - top, right - left), GREY)
     t, l, b, r = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
     if t < b and l < r:
         out[..., t - top:b - top, l - left:r - left] = image[..., t:b, l:r]
