@@ -9,6 +9,8 @@ the function has no parameter for, or with more inputs than it takes.
 
 `host_inputs` names the inputs whose values the converter reads into Python (shapes, axes, pads,
 scales): the builder keeps them on the CPU, so reading them never waits for a GPU (see graph.py).
+`const_inputs` names the inputs that must be build-time constants (a quantised op's scales and zero
+points): the builder refuses, in one line, a node where one of them depends on the image.
 
 Example:
     @converter("Relu")
@@ -34,6 +36,7 @@ DEFAULT_DOMAIN = ""
 CONVERTERS: dict[tuple[str, str], dict[int, Callable]] = {}
 MULTI_OUTPUT: set[Callable] = set()  # converters that return a tuple, one entry per node output
 HOST_INPUTS: dict[Callable, frozenset[int]] = {}  # converter -> positions of the inputs it reads as values
+CONST_INPUTS: dict[Callable, dict[int, str]] = {}  # converter -> {position: name} of inputs that must be constants
 
 
 def domain_key(domain: str) -> str:
@@ -48,12 +51,13 @@ def op_name(op_type: str, domain: str = DEFAULT_DOMAIN) -> str:
 
 
 def converter(*op_types: str, since: int = 1, multi_output: bool = False, domain: str = DEFAULT_DOMAIN,
-              host_inputs=()):
+              host_inputs=(), const_inputs=()):
     """Register a function for these op types from opset `since` on (until a newer one takes over).
 
     `multi_output=True`: the function always returns a tuple, one entry per node output.
     `domain`: the ONNX domain of the op types ("" or "ai.onnx" is the standard one).
     `host_inputs`: names of positional parameters whose values the function reads on the host.
+    `const_inputs`: names of positional parameters that must be build-time constants.
     """
     def register(fn):
         inputs = _signature(fn)[0]  # refuses a **kwargs catch-all now, not at the first model
@@ -64,6 +68,11 @@ def converter(*op_types: str, since: int = 1, multi_output: bool = False, domain
             if missing:
                 raise ValueError(f"{fn.__name__} has no positional parameter {missing[0]!r}")
             HOST_INPUTS[fn] = HOST_INPUTS.get(fn, frozenset()) | {inputs.index(n) for n in host_inputs}
+        missing = [n for n in const_inputs if n not in (inputs or ())]
+        if missing:
+            raise ValueError(f"{fn.__name__} has no positional parameter {missing[0]!r}")
+        if const_inputs:
+            CONST_INPUTS[fn] = {inputs.index(n): n for n in const_inputs}
         for op in op_types:
             CONVERTERS.setdefault((domain_key(domain), op), {})[since] = fn
         return fn
@@ -81,6 +90,10 @@ def find_converter(op_type: str, opset: int, node_name: str = "", domain: str = 
     if not usable:
         where = f" (node {node_name!r})" if node_name else ""
         why = f"at opset {opset}" if versions else "at all"
+        domains = {d for d, _ in CONVERTERS}
+        if domain_key(domain) not in domains:  # a custom domain: say what to do, then what is known
+            why += (f": invtool has no converters for domain {domain!r} (it knows "
+                    f"{', '.join(repr(d or 'ai.onnx') for d in sorted(domains))}); export the model without custom ops")
         raise InvtoolError(f"unsupported op {op_name(op_type, domain)}{where} {why}; "
                            f"supported: {', '.join(supported_ops())}")
     return versions[max(usable)]

@@ -1,0 +1,376 @@
+"""Quantised models against ONNX Runtime: each quantised op alone, then ResNet18 in the three forms
+onnxruntime.quantization writes (QDQ, QOperator, dynamic), the gradient through them, and the refusals."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from invtool import load_model
+from invtool.errors import InvtoolError
+from invtool.onnx.graph import build
+from invtool.onnx.ops.quant import float_aliases, round_ste
+
+from oracle import make_model, rand, run_ort, run_rebuilt
+
+MS = "com.microsoft"
+RNG = np.random.default_rng(0)
+
+
+def ints(dtype, *shape, lo=None, hi=None, seed=0):
+    info = np.iinfo(dtype)
+    return np.random.default_rng(seed).integers(info.min if lo is None else lo, (info.max if hi is None else hi) + 1,
+                                                shape).astype(dtype)
+
+
+def f32(*v):
+    return np.array(v, dtype=np.float32)
+
+
+def ms_model(nodes, inputs, initializers, outputs, opset=13):
+    """A model of com.microsoft (and standard) nodes: ONNX's checker and shape inference do not know them."""
+    graph = helper.make_graph(
+        nodes, "q", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                     for k, v in inputs.items()],
+        [helper.make_empty_tensor_value_info(o) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(MS, 1)],
+                             ir_version=8)
+
+
+def compare(model, inputs, outputs, max_steps=0, max_fraction=0.0):
+    """Ours against ORT, output by output, by value (an integer output of ORT is a float tensor holding
+    integers here): at most `max_steps` apart, and apart at all on at most `max_fraction` of the elements."""
+    ref = run_ort(model, inputs, outputs)
+    got = run_rebuilt(model, inputs, outputs)
+    for name, g, r in zip(outputs, got, ref):
+        assert g.shape == r.shape, f"{name}: shape {g.shape} != {r.shape}"
+        diff = np.abs(g.astype(np.float64) - r.astype(np.float64))
+        assert diff.max(initial=0) <= max_steps, f"{name}: max difference {diff.max()} > {max_steps}"
+        assert (diff > 0).mean() <= max_fraction, f"{name}: {(diff > 0).mean():.2%} of the values differ"
+    return ref
+
+
+# --- QuantizeLinear / DequantizeLinear --------------------------------------------------------------
+def test_round_ste_rounds_half_to_even_and_passes_the_gradient():
+    x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 0.4999], requires_grad=True)
+    y = round_ste(x)
+    assert y.tolist() == [0.0, 2.0, 2.0, -0.0, -2.0, 0.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0] * 6
+
+
+@pytest.mark.parametrize("dtype, opset", [(np.uint8, 13), (np.int8, 13), (np.uint8, 21), (np.int8, 21),
+                                          (np.int16, 21), (np.uint16, 21)])  # 16 bits from opset 21
+def test_quantize_linear_per_tensor_saturates_and_rounds_half_to_even(dtype, opset):
+    info = np.iinfo(dtype)
+    zp = np.array(info.min + 3 if info.min == 0 else -3, dtype=dtype)  # a negative zero point where signed
+    scale = f32(0.5)
+    ties = np.arange(-20, 20, dtype=np.float32) * 0.25  # x / 0.5 lands on every .5
+    wide = f32(info.min * 0.5 - 100, info.max * 0.5 + 100, -1e9, 1e9)  # saturation on both sides
+    x = np.concatenate([ties, wide, rand(40) * 50]).astype(np.float32)
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
+    model = make_model([node], {"x": x}, ["y"], opset, {"s": scale, "z": zp})
+    ref = compare(model, {"x": x}, ["y"])[0]
+    assert ref.min() == info.min and ref.max() == info.max
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_quantize_and_dequantize_per_channel(dtype):
+    x = rand(2, 4, 5, 3) * 20
+    scale = f32(0.05, 0.2, 1.0, 3.0)
+    zp = ints(dtype, 4, seed=1)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1)]
+    model = make_model(nodes, {"x": x}, ["q", "y"], 13, {"s": scale, "z": zp})
+    compare(model, {"x": x}, ["q", "y"])
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.INT4, TensorProto.UINT4])
+def test_four_bit_quantize_dequantize_at_opset_21(dtype):
+    x = np.concatenate([rand(30) * 6, f32(-100, 100, 0.25, 0.75, -0.25)]).astype(np.float32)
+    zp = helper.make_tensor("z", dtype, [], [-2 if dtype == TensorProto.INT4 else 3])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [numpy_helper.from_array(f32(0.5), "s"), zp])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    ref = compare(model, {"x": x}, ["y"])[0]
+    lo, hi = (-8, 7) if dtype == TensorProto.INT4 else (0, 15)
+    zero = -2 if dtype == TensorProto.INT4 else 3
+    assert ref.min() == (lo - zero) * 0.5 and ref.max() == (hi - zero) * 0.5  # the 4-bit range, not 8
+
+
+def test_quantize_linear_output_dtype_without_zero_point():
+    x = rand(50) * 3000
+    node = helper.make_node("QuantizeLinear", ["x", "s"], ["y"], output_dtype=TensorProto.INT16)
+    model = make_model([node], {"x": x}, ["y"], 21, {"s": f32(0.01)})
+    compare(model, {"x": x}, ["y"])
+
+
+def test_dequantize_int32_bias_and_int4_weights_fold_into_float_constants():
+    """A dequantised initializer is computed at build time: the module holds the float weight, no node."""
+    w = helper.make_tensor("w", TensorProto.INT4, [4, 2, 3, 3], ints(np.int8, 72, lo=-8, hi=7).tolist())
+    b = ints(np.int32, 4, lo=-10 ** 6, hi=10 ** 6)
+    x = rand(1, 2, 6, 6)
+    nodes = [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
+             helper.make_node("DequantizeLinear", ["b", "bs"], ["bf"]),
+             helper.make_node("Conv", ["x", "wf", "bf"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [w, numpy_helper.from_array(f32(0.1, 0.2, 0.3, 0.4), "ws"),
+                               helper.make_tensor("wz", TensorProto.INT4, [4], [0, 1, -1, 2]),
+                               numpy_helper.from_array(b, "b"), numpy_helper.from_array(f32(1e-5), "bs")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    ref, = run_ort(model, {"x": x}, ["y"])
+    got, = run_rebuilt(model, {"x": x}, ["y"])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    module = build(model, ["y"])
+    assert [n.target.__name__ for n in module.graph.nodes if n.op == "call_function"] == ["conv"]
+
+
+def test_block_quantisation_is_refused_by_name():
+    x = rand(2, 4)
+    node = helper.make_node("DequantizeLinear", ["q", "s"], ["y"], axis=1, block_size=2)
+    model = make_model([node], {"q": ints(np.int8, 2, 4)}, ["y"], 21, {"s": rand(2, 2)})
+    with pytest.raises(InvtoolError, match="block_size=2"):
+        run_rebuilt(model, {"q": ints(np.int8, 2, 4)}, ["y"])
+    del x
+
+
+# --- dynamic ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("x", [rand(3, 7) * 4, np.abs(rand(3, 7)) + 1, -np.abs(rand(3, 7)) - 1,
+                               np.zeros((2, 3), np.float32)], ids=["mixed", "positive", "negative", "zeros"])
+def test_dynamic_quantize_linear_outputs_match(x):
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    model = make_model([node], {"x": x}, ["y", "s", "z"], 11)
+    compare(model, {"x": x}, ["y", "s", "z"])
+
+
+def test_conv_integer():  # ORT takes per-tensor weight zero points only
+    x = ints(np.uint8, 2, 3, 9, 8)
+    w = ints(np.int8, 4, 3, 3, 3, seed=1)
+    wz = np.array(-2, np.int8)
+    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=[1, 0, 2, 1], strides=[2, 1])
+    model = make_model([node], {"x": x}, ["y"], 10, {"w": w, "xz": np.array(130, np.uint8), "wz": wz})
+    compare(model, {"x": x}, ["y"])
+
+
+def test_matmul_integer():
+    a, b = ints(np.uint8, 2, 5, 7), ints(np.int8, 7, 6, seed=1)
+    node = helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])
+    model = make_model([node], {"a": a}, ["y"], 10, {"b": b, "az": np.array(7, np.uint8),
+                                                     "bz": ints(np.int8, 6, lo=-4, hi=4, seed=2)})
+    compare(model, {"a": a}, ["y"])
+
+
+# --- QOperator ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("wtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_qlinear_conv(wtype, per_channel):
+    x = ints(np.uint8, 2, 4, 9, 9)
+    w = ints(wtype, 6, 4, 3, 3, seed=1)
+    ws = (np.abs(rand(6, seed=3)) * 0.01 + 0.001).astype(np.float32) if per_channel else f32(0.004)
+    wz = np.zeros(6 if per_channel else (), wtype) + (0 if wtype == np.int8 else 128)
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
+                            pads=[1, 1, 0, 2], strides=[2, 1])
+    init = {"xs": f32(0.02), "xz": np.array(120, np.uint8), "w": w, "ws": ws, "wz": wz, "ys": f32(0.05),
+            "yz": np.array(100, np.uint8), "b": ints(np.int32, 6, lo=-5000, hi=5000, seed=4)}
+    model = make_model([node], {"x": x}, ["y"], 10, init)
+    ref = compare(model, {"x": x}, ["y"])[0]
+    assert ref.min() == 0 and ref.max() == 255  # saturated both ways
+
+
+def test_qlinear_matmul_int8():
+    a, b = ints(np.int8, 3, 5, 40), ints(np.int8, 40, 6, seed=1)
+    node = helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])
+    init = {"as": f32(0.03), "az": np.array(-5, np.int8), "b": b, "bs": f32(0.02), "bz": np.array(0, np.int8),
+            "ys": f32(0.1), "yz": np.array(-10, np.int8)}
+    compare(make_model([node], {"a": a}, ["y"], 10, init), {"a": a}, ["y"])
+
+
+@pytest.mark.parametrize("quantised_output", [True, False])
+def test_qgemm(quantised_output):
+    a = ints(np.uint8, 3, 64)
+    b = ints(np.int8, 10, 64, seed=1)
+    ins = ["a", "as", "az", "b", "bs", "bz", "c"] + (["ys", "yz"] if quantised_output else [])
+    node = helper.make_node("QGemm", ins, ["y"], domain=MS, transB=1, alpha=1.0)
+    init = {"as": f32(0.01), "az": np.array(3, np.uint8), "b": b, "bs": (np.abs(rand(10)) * 0.01).astype(np.float32),
+            "bz": np.zeros(10, np.int8), "c": ints(np.int32, 10, lo=-3000, hi=3000), "ys": f32(0.05),
+            "yz": np.array(128, np.uint8)}
+    compare(ms_model([node], {"a": a}, {k: init[k] for k in ins[1:]}, ["y"]), {"a": a}, ["y"],
+            max_steps=0 if quantised_output else 1e-5)
+
+
+ADD_MUL = {"A_scale": np.float32(0.03), "A_zero_point": np.uint8(100), "B_scale": np.float32(0.07),
+           "B_zero_point": np.uint8(20), "C_scale": np.float32(0.05), "C_zero_point": np.uint8(60)}
+
+
+@pytest.mark.parametrize("op", ["QLinearAdd", "QLinearMul"])
+@pytest.mark.parametrize("b_shape", [(2, 3, 16, 16), (1, 3, 1, 1)], ids=["same", "broadcast"])
+def test_qlinear_add_mul(op, b_shape):
+    a, b = ints(np.uint8, 2, 3, 16, 16), ints(np.uint8, *b_shape, seed=1)
+    names = ["A", "A_scale", "A_zero_point", "B", "B_scale", "B_zero_point", "C_scale", "C_zero_point"]
+    node = helper.make_node(op, names, ["C"], domain=MS)
+    init = {k: v for k, v in ADD_MUL.items()}
+    init["B"] = b
+    compare(ms_model([node], {"A": a}, init, ["C"]), {"A": a}, ["C"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("channels_last", [0, 1])
+def test_qlinear_global_average_pool(dtype, channels_last):
+    x = ints(dtype, 2, 5, 7, 6)
+    node = helper.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], domain=MS,
+                            channels_last=channels_last)
+    init = {"xs": f32(0.1), "xz": np.array(-3 if dtype == np.int8 else 7, dtype), "ys": f32(0.03),
+            "yz": np.array(-1 if dtype == np.int8 else 2, dtype)}
+    compare(ms_model([node], {"x": x}, init, ["y"]), {"x": x}, ["y"])
+
+
+@pytest.mark.parametrize("op, attrs", [("QLinearLeakyRelu", {"alpha": 0.1}), ("QLinearSigmoid", {})])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_qlinear_lookup_table_ops_on_every_input_value(op, attrs, dtype):
+    """All 256 input values: the whole lookup table ORT builds."""
+    info = np.iinfo(dtype)
+    x = np.arange(info.min, info.max + 1).astype(dtype).reshape(1, 4, 8, 8)
+    node = helper.make_node(op, ["x", "xs", "xz", "ys", "yz"], ["y"], domain=MS, **attrs)
+    init = {"xs": f32(0.06), "xz": np.array(info.min + 128 + 5, dtype), "ys": f32(0.004 if op == "QLinearSigmoid" else 0.05),
+            "yz": np.array(info.min + (0 if op == "QLinearSigmoid" else 100), dtype)}
+    compare(ms_model([node], {"x": x}, init, ["y"]), {"x": x}, ["y"])
+
+
+def test_qlinear_concat_requantises_inputs_of_other_scales():
+    a, b = ints(np.uint8, 1, 2, 4, 4), ints(np.uint8, 1, 3, 4, 4, seed=1)
+    node = helper.make_node("QLinearConcat", ["ys", "yz", "a", "as", "az", "b", "bs", "bz"], ["y"], domain=MS, axis=1)
+    init = {"ys": f32(0.05), "yz": np.array(10, np.uint8), "as": f32(0.05), "az": np.array(10, np.uint8),
+            "b": b, "bs": f32(0.13), "bz": np.array(128, np.uint8)}
+    compare(ms_model([node], {"a": a}, init, ["y"]), {"a": a}, ["y"])
+
+
+# --- refusals -------------------------------------------------------------------------------------
+def test_non_constant_scale_is_refused_in_one_line_naming_node_and_op():
+    x = rand(2, 3)
+    nodes = [helper.make_node("ReduceMax", ["x"], ["s"], keepdims=0),  # a scale computed from the image
+             helper.make_node("QuantizeLinear", ["x", "s"], ["y"], name="q_from_image")]
+    model = make_model(nodes, {"x": x}, ["y"], 13)
+    with pytest.raises(InvtoolError, match=r"QuantizeLinear node 'q_from_image': its y_scale 's' depends on the "
+                                           r"image.*re-quantize the model with constant") as err:
+        build(model, ["y"])
+    assert "\n" not in str(err.value)
+
+
+def test_op_of_an_unknown_domain_is_refused_in_one_line_saying_what_to_do():
+    node = helper.make_node("QLinearMagic", ["x"], ["y"], name="magic", domain="com.vendor")
+    model = ms_model([node], {"x": ints(np.uint8, 4)}, {}, ["y"])
+    model.opset_import.append(helper.make_opsetid("com.vendor", 1))
+    with pytest.raises(InvtoolError, match=r"unsupported op com\.vendor\.QLinearMagic \(node 'magic'\).*"
+                                           r"no converters for domain 'com.vendor'.*export the model without custom"
+                       ) as err:
+        build(model, ["y"])
+    assert "\n" not in str(err.value)
+
+
+# --- ResNet18, quantised by onnxruntime.quantization ------------------------------------------------
+def _images(n, seed):
+    return np.random.default_rng(seed).random((n, 3, 64, 64), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def quantised_resnet18(resnet18_onnx, tmp_path_factory):
+    """form -> path of the fixture's ResNet18 quantised by onnxruntime.quantization."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter({"image": _images(1, seed)} for seed in range(3))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    src, folder = str(resnet18_onnx[0]), tmp_path_factory.mktemp("quantised")
+    paths = {form: folder / f"{form}.onnx" for form in ("qdq_u8", "qdq_s8", "qoperator", "dynamic")}
+    quantize_static(src, paths["qdq_u8"], Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    quantize_static(src, paths["qdq_s8"], Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+    quantize_static(src, paths["qoperator"], Reader(), quant_format=QuantFormat.QOperator, per_channel=True)
+    quantize_dynamic(src, paths["dynamic"])
+    return paths
+
+
+def _tap_scales(proto) -> dict[str, float]:
+    """The quantisation step of each tap that a DequantizeLinear of a constant per-tensor scale produces."""
+    init = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return {n.output[0]: float(init[n.input[1]].reshape(-1)[0]) for n in proto.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[1] in init and init[n.input[1]].size == 1}
+
+
+def tap_errors(path, x):
+    """tap -> (max |ours - ORT| in the tap's quantisation steps, or NaN for a float tap, max abs error)."""
+    proto = onnx.load(str(path))
+    names = [o.name for o in proto.graph.output]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # as users run it
+    ref = dict(zip(names, session.run(names, {"image": x})))
+    with torch.no_grad():
+        ours = load_model(path, device="cpu").features(torch.from_numpy(x), names)
+    scales = _tap_scales(proto)
+    errors = {}
+    for n in names:
+        err = float(np.abs(ours[n].numpy().astype(np.float64) - ref[n]).max())
+        errors[n] = (err / scales[n] if n in scales else float("nan"), err)
+    return errors
+
+
+def test_qoperator_resnet18_equals_ort_exactly(quantised_resnet18):
+    proto = onnx.load(str(quantised_resnet18["qoperator"]))
+    ops = {(n.domain, n.op_type) for n in proto.graph.node}
+    assert {("", "QLinearConv"), (MS, "QLinearAdd"), (MS, "QLinearGlobalAveragePool"), (MS, "QGemm")} <= ops
+    errors = tap_errors(quantised_resnet18["qoperator"], _images(2, 10))
+    assert len(errors) == 20 and all(not np.isnan(s) for s, _ in errors.values())
+    assert max(e for _, e in errors.values()) == 0.0, errors  # integer arithmetic, emulated exactly
+
+
+def test_dynamic_resnet18_equals_ort(quantised_resnet18):
+    """Dynamic quantisation: float taps (dequantised by Mul), equal to float32 rounding."""
+    errors = tap_errors(quantised_resnet18["dynamic"], _images(2, 10))
+    assert max(e for _, e in errors.values()) < 1e-5, errors
+
+
+@pytest.mark.parametrize("form", ["qdq_u8", "qdq_s8"])
+def test_qdq_resnet18_stays_within_a_few_quantisation_steps_of_ort(quantised_resnet18, form):
+    """QDQ runs float ops between quantisations: a float rounding tie that ORT's kernels and torch's
+    break differently moves one value by one step, and that difference travels down the network. The
+    first layers equal ORT; deeper taps stay within a few steps, on a small fraction of the values."""
+    errors = tap_errors(quantised_resnet18[form], _images(2, 10))
+    steps = {n: s for n, (s, _) in errors.items()}
+    assert steps["conv1"] <= 1 and steps["pool1"] <= 1
+    assert max(steps.values()) <= 4, steps
+
+
+def test_gradient_reaches_the_image_through_each_quantised_form(quantised_resnet18):
+    for form, path in quantised_resnet18.items():
+        model = load_model(path, device="cpu")
+        x = torch.from_numpy(_images(1, 3)).requires_grad_(True)
+        model.features(x, ["res3a"])["res3a"].square().sum().backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0, form
+
+
+def test_quantised_tensors_go_by_their_float_names(quantised_resnet18):
+    model = load_model(quantised_resnet18["qoperator"], device="cpu")
+    assert model.resolve("/layer1.0/Add_output_0") == "/layer1.0/Add_output_0_quantized"
+    assert "/layer1.0/Add_output_0" in [a for info in model.describe(64) for a in info.aliases]
+    x = torch.from_numpy(_images(1, 4))
+    with torch.no_grad():  # the quantised Add output (relu fused); res2a is its dequantised form
+        got = model.features(x, ["/layer1.0/Add_output_0", "res2a"])
+    q = got["/layer1.0/Add_output_0"]
+    init = {t.name: torch.tensor(numpy_helper.to_array(t)) for t in model.proto.graph.initializer}
+    scale, zero_point = init["/layer1.0/Add_output_0_scale"], init["/layer1.0/Add_output_0_zero_point"]
+    info = torch.iinfo(zero_point.dtype)
+    assert torch.equal(q, torch.round(q)) and info.min <= q.min() and q.max() <= info.max
+    assert torch.equal((q - zero_point.float()) * scale, got["res2a"])
+    # QDQ keeps the float names on the dequantised tensors (the taps are DequantizeLinear outputs): no alias
+    assert float_aliases(onnx.load(str(quantised_resnet18["qdq_u8"]))) == {}
