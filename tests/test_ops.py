@@ -323,7 +323,7 @@ def test_unknown_op_names_op_node_and_supported_set():
     with pytest.raises(InvtoolError) as err:
         run_rebuilt(model, {"x": X4}, ["y"])
     message = str(err.value)
-    assert "Celu" in message and "my_celu" in message and "Conv, ConvTranspose" in message
+    assert "Celu" in message and "my_celu" in message and all(f" {op}," in message for op in ("Conv", "ConvTranspose"))
     assert "\n" not in message
 
 
@@ -558,3 +558,129 @@ def test_legacy_consumed_inputs_is_ignored_where_the_spec_has_it():
     b = rand(4, 1, 1, seed=5)
     model = _legacy_model(nodes, {"a": X4, "b": b}, 5)
     assert_close(run_rebuilt(model, {"a": X4, "b": b}, ["y"])[0], np.maximum(X4, 0) + b[None])
+
+
+# --- conformance fixes (issue 30): unsigned arithmetic, empty reductions, legacy PRelu, refusals -----
+U64_BIG = 2 ** 63 + 5  # past int64: a uint64 held in int64 must still order and divide as unsigned
+
+
+def _unsigned_values(dtype):
+    top = int(np.iinfo(dtype).max)
+    a = np.array([top, 7, 1, 10, 0, top - 1, 3], dtype=dtype)
+    b = np.array([3, top - 2, 2, top, 5, 2, 3], dtype=dtype)
+    if dtype == np.uint64:
+        a[2], b[0] = U64_BIG, U64_BIG - 9
+    return a, b
+
+
+def _numpy_unsigned(op, a, b):
+    with np.errstate(over="ignore"):
+        return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide, "Mod": np.mod,
+                "Max": np.maximum, "Min": np.minimum, "Less": np.less, "Greater": np.greater,
+                "Equal": np.equal}[op](a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Less", "Greater", "Equal"])
+def test_unsigned_16_to_64_bit_arithmetic_wraps_and_orders_as_unsigned(op, dtype):
+    """torch has no uint16/32/64 kernels for these: computed in int64, cast back (numpy is the oracle,
+    with its modular wrap; ONNX Runtime has no kernels for most of these types either)."""
+    a, b = _unsigned_values(dtype)
+    model = make_model([helper.make_node(op, ["a", "b"], ["y"])], {"a": a, "b": b}, ["y"], 13)
+    got = run_rebuilt(model, {"a": a, "b": b}, ["y"])[0]
+    ref = _numpy_unsigned(op, a, b)
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint64])
+def test_unsigned_reductions_clip_gather_and_argmax(dtype):
+    a, b = _unsigned_values(dtype)
+    x = np.stack([a, b])
+    nodes = [helper.make_node("ReduceMax", ["x"], ["mx"], axes=[1], keepdims=0),
+             helper.make_node("ReduceMin", ["x"], ["mn"], axes=[1], keepdims=0),
+             helper.make_node("ArgMax", ["x"], ["am"], axis=1, keepdims=0),
+             helper.make_node("Clip", ["x", "lo", "hi"], ["c"]),
+             helper.make_node("Gather", ["x", "i"], ["g"], axis=1)]
+    lo, hi = np.array(2, dtype=dtype), np.array(a[2], dtype=dtype)
+    model = make_model(nodes, {"x": x, "lo": lo, "hi": hi, "i": i64(2, 0)}, ["mx", "mn", "am", "c", "g"], 13)
+    got = run_rebuilt(model, {"x": x, "lo": lo, "hi": hi, "i": i64(2, 0)}, ["mx", "mn", "am", "c", "g"])
+    for g, ref in zip(got, [x.max(1), x.min(1), x.argmax(1), np.clip(x, lo, hi), x[:, [2, 0]]]):
+        assert g.dtype == ref.dtype
+        np.testing.assert_array_equal(g, ref)
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_])
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin", "ReduceSum", "ReduceSumSquare", "ReduceL2"])
+def test_reduction_over_an_empty_axis_gives_the_identity(op, dtype, keepdims):
+    """ONNX: max over nothing is -inf (the type's lowest value, False), min +inf (highest, True), sums 0."""
+    if dtype == np.bool_ and op not in ("ReduceMax", "ReduceMin"):
+        pytest.skip("ONNX reduces bool with ReduceMax/ReduceMin only")
+    if dtype == np.int32 and op == "ReduceL2":
+        pytest.skip("torch's vector norm takes floats only")
+    x = np.zeros((2, 0, 4), dtype=dtype)
+    model = make_model([helper.make_node(op, ["x", "axes"], ["y"], keepdims=keepdims)], {"x": x}, ["y"], 20,
+                       {"axes": i64(1)})
+    got = run_rebuilt(model, {"x": x}, ["y"])[0]
+    if op in ("ReduceMax", "ReduceMin"):
+        high = op == "ReduceMin"
+        fill = (high if dtype == np.bool_ else np.inf * (1 if high else -1) if dtype == np.float32
+                else np.iinfo(dtype).max if high else np.iinfo(dtype).min)
+    else:
+        fill = 0
+    ref = np.full((2, 1, 4) if keepdims else (2, 4), fill, dtype=dtype)
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_opset6_prelu_slope_per_channel_applies_along_axis_1():
+    """Before opset 7 a slope of shape [C] is per channel (torch's PReLU(C) exported at opset 6), not
+    numpy's trailing-axis broadcast."""
+    x, slope = rand(2, 3, 4, 5), rand(3, seed=7)
+    model = _legacy_model([helper.make_node("PRelu", ["x", "slope"], ["y"])], {"x": x, "slope": slope}, 6)
+    ref = np.where(x >= 0, x, x * slope[None, :, None, None])
+    assert_close(run_rebuilt(model, {"x": x, "slope": slope}, ["y"])[0], ref)
+    one = f32(0.25)  # a slope of one value is shared
+    model = _legacy_model([helper.make_node("PRelu", ["x", "slope"], ["y"])], {"x": x, "slope": one}, 6)
+    assert_close(run_rebuilt(model, {"x": x, "slope": one}, ["y"])[0], np.where(x >= 0, x, 0.25 * x))
+
+
+def test_batchnorm_training_mode_is_refused_by_name():
+    """training_mode=1 normalises with the batch's statistics: refused, not computed with the running ones,
+    also where only Y is used (the updated statistics, outputs the spec requires, go unused)."""
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y", "rm", "rv"],
+                            training_mode=1)
+    model = make_model([node], {"x": X4}, ["y"], 15, BN)
+    with pytest.raises(InvtoolError, match="BatchNormalization with training_mode=1 is not supported: .*; export"):
+        run_rebuilt(model, {"x": X4}, ["y"])
+
+
+def _typed_model(node, inputs, outputs, opset):
+    graph = helper.make_graph([node], "typed", [helper.make_tensor_value_info(k, t, [2]) for k, t in inputs.items()],
+                              [helper.make_tensor_value_info(k, t, [2]) for k, t in outputs.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("model", [
+    _typed_model(helper.make_node("Equal", ["a", "b"], ["y"]), {"a": TensorProto.STRING, "b": TensorProto.STRING},
+                 {"y": TensorProto.BOOL}, 19),
+    _typed_model(helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT8E4M3FN), {"x": TensorProto.FLOAT},
+                 {"y": TensorProto.FLOAT8E4M3FN}, 19),
+    _typed_model(helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT8E5M2), {"x": TensorProto.FLOAT},
+                 {"y": TensorProto.FLOAT}, 19),  # the Cast's `to` alone
+], ids=["string-inputs", "float8-output", "float8-cast-to"])
+def test_string_and_float8_values_are_refused_at_build(model):
+    with pytest.raises(InvtoolError, match=r"^(STRING|FLOAT8\w+) .* is not supported: torch has no .*; ") as err:
+        build(model, ["y"])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_resize_align_corners_downsampling_follows_onnxruntime(mode):
+    """5 * 0.7 = 3.5 rows give 3: ONNX Runtime (and torch) divide by the integer output length minus one,
+    ONNX's reference by 3.5 - 1. invtool follows ONNX Runtime, the oracle it must agree with; ONNX's
+    conformance cases test_resize_downsample_scales_{linear,cubic}_align_corners take the other side."""
+    node = helper.make_node("Resize", ["x", "roi", "s"], ["y"], mode=mode,
+                            coordinate_transformation_mode="align_corners")
+    check_node(node, {"x": XS}, 13, {"roi": EMPTY, "s": f32(1, 1, 0.7, 0.6)})

@@ -73,6 +73,33 @@ def node_attributes(node: onnx.NodeProto) -> dict:
     return attrs
 
 
+# value types torch cannot compute in, refused by name at build time: {ONNX type: (reason, what to do)}
+REFUSED_TYPES = {
+    onnx.TensorProto.STRING: ("torch has no string tensors", "keep string processing outside the model"),
+    **{getattr(onnx.TensorProto, t): ("torch has no arithmetic for floats narrower than 16 bits",
+                                      "convert the model to float16 or float32")
+       for t in onnx.TensorProto.DataType.keys() if t.startswith(("FLOAT8", "FLOAT6", "FLOAT4"))},
+}
+
+
+def check_value_types(graph: onnx.GraphProto, nodes, outputs):
+    """Refuse a needed value whose type REFUSED_TYPES lists: graph inputs, outputs and annotated values,
+    initializers, the types that attributes name (Cast's `to`, QuantizeLinear's `output_dtype`) and
+    tensor attributes."""
+    used = {n for node in nodes for n in (*node.input, *node.output)} | set(outputs)
+    found = [(f"tensor {v.name!r}", v.type.tensor_type.elem_type)
+             for v in (*graph.input, *graph.output, *graph.value_info) if v.name in used]
+    found += [(f"tensor {t.name!r}", t.data_type) for t in graph.initializer if t.name in used]
+    found += [(f"{node.op_type} node {node.name!r} attribute {a.name!r}",
+               a.i if a.name in ("to", "output_dtype", "dtype") and a.type == onnx.AttributeProto.INT
+               else a.t.data_type if a.type == onnx.AttributeProto.TENSOR else None)
+              for node in nodes for a in node.attribute]
+    for what, t in found:
+        if t in REFUSED_TYPES:
+            reason, fix = REFUSED_TYPES[t]
+            raise InvtoolError(f"{onnx.TensorProto.DataType.Name(t)} {what} is not supported: {reason}; {fix}")
+
+
 def initializers(model: onnx.ModelProto) -> dict[str, torch.Tensor]:
     return {t.name: to_torch(numpy_helper.to_array(t)) for t in model.graph.initializer}
 
@@ -121,6 +148,7 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
     device = next((w.device for w in weights.values() if w.is_floating_point()), torch.device("cpu"))
     stored = {t.name: t for t in g.initializer}
     nodes = needed_nodes(g, outputs)
+    check_value_types(g, nodes, outputs)  # strings, float8: refused by name before anything is built
     converters = [_converter_for(n, opsets, pool, padding) for n in nodes]  # fail early: nothing half-built
     used = {i for n in nodes for i in n.input} | set(outputs)
     for node, (fn, _) in zip(nodes, converters):

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import converter
+from .elementwise import unsigned_via_int64
 
 
 @converter("Relu")
@@ -15,10 +16,19 @@ def leaky_relu(x, *, alpha=0.01):
     return F.leaky_relu(x, alpha)
 
 
-@converter("PRelu")
+@converter("PRelu", since=7)
 def prelu(x, slope):
     """Slope broadcasts numpy-style against x (ONNX unidirectional broadcasting), not per channel."""
     return torch.where(x >= 0, x, x * slope)
+
+
+@converter("PRelu")
+def prelu_legacy(x, slope):
+    """Before opset 7 the slope is one value or one per channel: a slope of shape [C] applies along
+    axis 1 (as Caffe2 and torch's PReLU export it), where numpy broadcasting would take the last axis."""
+    if slope.dim() == 1 and slope.numel() > 1 and x.dim() > 2 and slope.shape[0] == x.shape[1]:
+        slope = slope.reshape(-1, *[1] * (x.dim() - 2))
+    return prelu(x, slope)
 
 
 @converter("Elu")
@@ -42,6 +52,7 @@ def gelu(x, *, approximate="none"):
 
 
 @converter("Clip")
+@unsigned_via_int64(ordered=True)
 def clip(x, min=None, max=None):
     """Bounds are attributes before opset 11 and optional inputs from 11 on; both arrive here as min/max."""
     if min is None and max is None:

@@ -2,16 +2,22 @@
 import torch
 import torch.nn.functional as F
 
+from ...errors import InvtoolError
 from ..registry import converter
 
 
 @converter("BatchNormalization")
 def batch_norm(x, scale, bias, mean, var, *, epsilon=1e-5, momentum=0.9, spatial=1, training_mode=0,
                is_test=0, consumed_inputs=None):
-    """Always the running statistics (invtool evaluates, never trains), whatever training_mode says.
+    """The running statistics: invtool evaluates networks, never trains them.
 
-    spatial=0 (opsets < 9) gives statistics per channel and position; they broadcast against x as is.
+    training_mode=1 (opset 14 on) normalises with the batch's own statistics and updates the running
+    ones: refused by name rather than computed otherwise. spatial=0 (opsets < 9) gives statistics per
+    channel and position; they broadcast against x as is.
     """
+    if training_mode:
+        raise InvtoolError("BatchNormalization with training_mode=1 is not supported: invtool evaluates "
+                           "networks with their running statistics; export the model in eval mode")
     if not spatial:
         return (x - mean) / torch.sqrt(var + epsilon) * scale + bias
     return F.batch_norm(x, mean, var, scale, bias, False, 0.0, epsilon)

@@ -26,7 +26,8 @@ def _source_coords(out_len: int, in_len: int, scale: float, mode: str, roi=(0.0,
         return offset + (x + 0.5) / scale - 0.5
     if mode == "pytorch_half_pixel":
         return (x + 0.5) / scale - 0.5 if out_len > 1 else torch.zeros_like(x)
-    if mode == "align_corners":
+    if mode == "align_corners":  # the integer output length, as ONNX Runtime and torch divide by (ONNX's
+        # reference takes in_len * scale, so its cases test_resize_downsample_scales_*_align_corners differ)
         return x * ((in_len - 1) / (out_len - 1)) if out_len > 1 else torch.zeros_like(x)
     if mode == "asymmetric":
         return x / scale

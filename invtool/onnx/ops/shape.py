@@ -13,6 +13,7 @@ from onnx import TensorProto
 
 from ...errors import InvtoolError
 from ..registry import converter
+from .elementwise import unsigned_via_int64
 
 TORCH_DTYPES = {
     TensorProto.FLOAT: torch.float32, TensorProto.DOUBLE: torch.float64, TensorProto.FLOAT16: torch.float16,
@@ -106,6 +107,7 @@ def size(x):
 
 
 @converter("Gather")
+@unsigned_via_int64
 def gather(data, indices, *, axis=0):
     """out = data.shape[:axis] + indices.shape + data.shape[axis+1:]; negative indices count from the end."""
     axis = _axis(axis, data.dim())
@@ -116,6 +118,7 @@ def gather(data, indices, *, axis=0):
 
 
 @converter("GatherElements")
+@unsigned_via_int64
 def gather_elements(data, indices, *, axis=0):
     n = data.shape[axis]
     return torch.gather(data, axis, torch.where(indices < 0, indices + n, indices).long())
