@@ -4,6 +4,7 @@ Each command parses its options, calls the Python API (the same functions a note
 prints the result. Errors in the user's input are InvtoolError: one line, exit 1 (click's usage
 errors exit 2); `--debug` shows the traceback instead.
 """
+import functools
 import inspect
 import json
 import sys
@@ -60,7 +61,23 @@ def output_options(f):
 
 
 def model_options(f):
-    """--model, --preprocess, --pool, --device."""
+    """--model, --preprocess, --pool, --device, --dtype. The command gets a loaded model when --dtype is given,
+    since the compute dtype is fixed when a model loads (the Python API: `load_model(path, dtype=...)`)."""
+    command = f
+
+    @functools.wraps(command)
+    def with_dtype(*args, dtype=None, **kwargs):
+        if dtype:
+            from .model import load_model
+            path = kwargs.get("model_path") or kwargs["model"]
+            kwargs["model"] = load_model(path, preprocess=kwargs["preprocess"], device=kwargs["device"], dtype=dtype)
+            if "model_path" in kwargs:
+                kwargs["model_path"] = None
+        return command(*args, **kwargs)
+
+    f = click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None,
+                     help="Compute dtype  [default: float32; a float16 model's weights are upcast]. float16: native "
+                          "half compute, for CUDA GPUs.")(with_dtype)
     f = click.option("--device", default=None, help="torch device  [default: cuda when present, else cpu]")(f)
     f = click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True,
                      help="avg swaps every max pooling for average pooling (smoother results, Gatys).")(f)

@@ -14,11 +14,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
 from .errors import InvtoolError, close_matches
 from .onnx.graph import build, initializers
+from .onnx.ops.quant import float_aliases
 from .preprocess import Preprocess, resolve_preprocess
 
 DEFAULT_MODEL = "models/vgg16.onnx"   # every command's model when none is named (`make export-models` builds it)
@@ -45,7 +47,7 @@ class FeatureModel:
 
     def __init__(self, proto: onnx.ModelProto, *, path: str | None = None, sha256: str | None = None,
                  preprocess: Preprocess | None = None, pool: str = "max", padding: str = "zeros", device=None,
-                 weights: dict[str, torch.Tensor] | None = None):
+                 weights: dict[str, torch.Tensor] | None = None, dtype=None):
         if pool not in ("max", "avg"):
             raise InvtoolError(f"unknown pool {pool!r}; use 'max' or 'avg'")
         if padding not in ("zeros", "circular"):
@@ -53,15 +55,17 @@ class FeatureModel:
         self.proto, self.path, self.sha256, self.pool, self.padding = proto, path, sha256, pool, padding
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
         self._weights = weights if weights is not None else {
-            k: v.to(self.device) for k, v in initializers(proto).items()}
+            k: _in_dtype(v, self.dtype).to(self.device) for k, v in initializers(proto).items()}
         self.input_name, self.channels_last, self.in_channels = _image_input(proto, self._weights)
         if preprocess is not None:
             preprocess.check_channels(self.in_channels)
-        self._pre = None if preprocess is None or preprocess.is_identity() else preprocess.module().to(self.device)
+        self._pre = (None if preprocess is None or preprocess.is_identity()
+                     else preprocess.module().to(self.device, self.dtype))
         self.preprocess = preprocess
         self._producer = _computed_tensors(proto, self._weights)
-        self.aliases: dict[str, str] = json.loads(self.metadata.get("invtool.aliases", "{}"))
+        self.aliases: dict[str, str] = {**float_aliases(proto), **json.loads(self.metadata.get("invtool.aliases", "{}"))}
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
         self._min_sizes: dict[frozenset[str], int] = {}
         self._variants: dict[tuple[str, str], FeatureModel] = {(pool, padding): self}   # shared by the variants
@@ -86,7 +90,8 @@ class FeatureModel:
     def card(self) -> dict:
         """What a run record says of the model: file, sha256, metadata, and the images it reads."""
         card = {"path": str(self.path), "sha256": self.sha256, "metadata": dict(self.metadata),
-                "input_channels": self.in_channels}
+                "input_channels": self.in_channels, "stored_dtype": stored_dtype(self.proto),
+                "compute_dtype": str(self.dtype).removeprefix("torch.")}
         if self.in_channels == 1:
             from .image import LUMA
             card["grey_input"] = (f"colour images are given as their luminance Y = {LUMA[0]} R + {LUMA[1]} G + "
@@ -106,7 +111,7 @@ class FeatureModel:
         wanted = {n: self.resolve(n) for n in names}
         key = tuple(sorted(set(wanted.values())))
         values = dict(zip(key, self.module(key)(self.network_input(x))))
-        return {n: values[t] for n, t in wanted.items()}
+        return {n: _in_dtype(values[t], torch.float32) for n, t in wanted.items()}   # losses in float32
 
     @property
     def declared_shape(self) -> list:
@@ -128,7 +133,7 @@ class FeatureModel:
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the ONNX graph's input gets for images `x` (in [0, 1]): preprocessed, on the device, and
         channels-last where the graph wants it; ONNX Runtime, which runs the graph alone, is fed this too."""
-        x = x.to(self.device)
+        x = x.to(self.device, self.dtype)
         if self._pre is not None:
             x = self._pre(x)
         return x.permute(0, 2, 3, 1) if self.channels_last else x
@@ -136,8 +141,8 @@ class FeatureModel:
     def module(self, tensor_names: tuple[str, ...]) -> torch.nn.Module:
         """The (cached) module computing exactly these ONNX tensors from the network's input."""
         if tensor_names not in self._modules:
-            self._modules[tensor_names] = build(self.proto, list(tensor_names), pool=self.pool,
-                                                padding=self.padding, weights=self._weights).to(self.device)
+            self._modules[tensor_names] = build(self.proto, list(tensor_names), pool=self.pool, padding=self.padding,
+                                                weights=self._weights, dtype=self.dtype).to(self.device)
         return self._modules[tensor_names]
 
     # --- geometry ------------------------------------------------------------------------------
@@ -220,7 +225,7 @@ class FeatureModel:
         if key not in self._variants:   # kept, with its built modules and measurements, for the next call
             self._variants[key] = FeatureModel(self.proto, path=self.path, sha256=self.sha256,
                                                preprocess=self.preprocess, pool=key[0], padding=key[1],
-                                               device=self.device, weights=self._weights)
+                                               device=self.device, weights=self._weights, dtype=self.dtype)
             self._variants[key]._variants = self._variants
         return self._variants[key]
 
@@ -260,7 +265,33 @@ def resolve_device(device=None) -> torch.device:
     return dev
 
 
-def load_model(path, preprocess=None, pool: str = "max", device=None) -> FeatureModel:
+def resolve_dtype(dtype=None) -> torch.dtype:
+    """The compute dtype: float32 (None, the default: a float16 model's weights are upcast, so gradients are
+    well-behaved on the CPU) or float16 (native half compute, for CUDA; slow on the CPU)."""
+    names = {"float32": torch.float32, "float16": torch.float16}
+    if dtype is None or dtype in names.values():
+        return dtype or torch.float32
+    if dtype not in names:
+        raise InvtoolError(f"unknown compute dtype {dtype!r}; use float32 (the default) or float16")
+    return names[dtype]
+
+
+def stored_dtype(proto: onnx.ModelProto) -> str:
+    """The type most of the file's weights are stored in (float32, float16, int8, ...), by element count."""
+    counts: dict[int, int] = {}
+    for t in proto.graph.initializer:
+        counts[t.data_type] = counts.get(t.data_type, 0) + int(np.prod(t.dims))
+    if not counts:
+        return "none"
+    return onnx.helper.tensor_dtype_to_np_dtype(max(counts, key=counts.get)).name
+
+
+def _in_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A 32- or 16-bit float tensor in `dtype`; other tensors (integers, float64) as they are."""
+    return t.to(dtype) if t.is_floating_point() and t.dtype != torch.float64 else t
+
+
+def load_model(path, preprocess=None, pool: str = "max", device=None, dtype=None) -> FeatureModel:
     """Load an ONNX CNN for feature extraction and image optimisation.
 
     Args:
@@ -271,6 +302,8 @@ def load_model(path, preprocess=None, pool: str = "max", device=None) -> Feature
             [0, 1] as it is.
         pool: "max", or "avg" to swap every MaxPool for an AveragePool of the same geometry.
         device: torch device; CUDA when available, else CPU.
+        dtype: the compute dtype, "float32" (default; a float16 model's weights are upcast) or "float16"
+            (native half compute, for CUDA).
 
     Example:
         >>> model = load_model("resnet18-v1-7.onnx", preprocess="imagenet")
@@ -289,16 +322,16 @@ def load_model(path, preprocess=None, pool: str = "max", device=None) -> Feature
         raise InvtoolError(f"{path} is not an ONNX model (no graph nodes); re-export or re-download it")
     pre = None if preprocess is None else resolve_preprocess(preprocess)
     return FeatureModel(proto, path=str(path), sha256=_sha256(path),
-                        preprocess=pre, pool=pool, device=device)
+                        preprocess=pre, pool=pool, device=device, dtype=dtype)
 
 
-def as_model(model=DEFAULT_MODEL, preprocess=None, pool: str = "max", device=None) -> FeatureModel:
+def as_model(model=DEFAULT_MODEL, preprocess=None, pool: str = "max", device=None, dtype=None) -> FeatureModel:
     """The FeatureModel every command runs on: `model` loaded if it is a path (see `load_model`), else the
     loaded model itself, as a variant sharing its graph and weights when its pooling is not `pool` (so a
     run's record tells the pooling it really used); `preprocess` and `device` serve loading only."""
     if isinstance(model, FeatureModel):
         return model.variant(pool=pool)
-    return load_model(model, preprocess=preprocess, pool=pool, device=device)
+    return load_model(model, preprocess=preprocess, pool=pool, device=device, dtype=dtype)
 
 
 def _computed_tensors(proto: onnx.ModelProto, weights) -> dict[str, str]:

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import InvtoolError
 from .circular import PADDED_OPS, circular
-from .registry import HOST_INPUTS, MULTI_OUTPUT, check_node, domain_key, find_converter
+from .registry import CONST_INPUTS, HOST_INPUTS, MULTI_OUTPUT, check_node, domain_key, find_converter, op_name
 
 SHAPE_OPS = {"Shape", "Size"}  # default-domain ops whose output is read from the input's shape alone
 
@@ -50,6 +50,8 @@ def opsets_of(model: onnx.ModelProto) -> dict[str, int]:
 
 def to_torch(array: np.ndarray) -> torch.Tensor:
     """A numpy value as a torch tensor; 16-bit floats become float32 (CPU kernels want it)."""
+    if array.dtype.name in ("int4", "uint4"):  # quantised 4-bit values (ml_dtypes), which torch cannot hold
+        array = array.astype(np.int8 if array.dtype.name == "int4" else np.uint8)
     t = torch.from_numpy(np.array(array, copy=True))
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
@@ -127,7 +129,7 @@ def _to_device_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = "zeros",
-          weights: dict[str, torch.Tensor] | None = None) -> fx.GraphModule:
+          weights: dict[str, torch.Tensor] | None = None, dtype: torch.dtype = torch.float32) -> fx.GraphModule:
     """A module computing `outputs` (tensor names) from the graph's non-initializer inputs.
 
     Args:
@@ -138,6 +140,9 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
             that tile; "zeros" (the default) keeps the model's own padding.
         weights: the model's initializers as torch tensors, already on the device the module will run
             on, to share them between several modules; values read at build time come from the file.
+        dtype: the compute dtype of floats (float32, or float16/bfloat16 for half compute): weights and
+            constants are stored in it and every Cast to a 32- or 16-bit float casts to it, so a float16
+            model computes in float32 with its weights upcast, consistently (float64 stays float64).
 
     Raises InvtoolError, before anything is built, when a node needs an unsupported op, has an
     attribute its converter does not know, or has more inputs than it takes.
@@ -149,10 +154,13 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
     stored = {t.name: t for t in g.initializer}
     nodes = needed_nodes(g, outputs)
     check_value_types(g, nodes, outputs)  # strings, float8: refused by name before anything is built
-    converters = [_converter_for(n, opsets, pool, padding) for n in nodes]  # fail early: nothing half-built
+    converters = [_converter_for(n, opsets, pool, padding, dtype) for n in nodes]  # fail early: nothing half-built
     used = {i for n in nodes for i in n.input} | set(outputs)
-    for node, (fn, _) in zip(nodes, converters):
+    for node, (fn, attrs) in zip(nodes, converters):
         extra = [o for o in node.output[1:] if o in used]
+        zp = stored.get(node.input[2]) if node.op_type == "QuantizeLinear" and len(node.input) > 2 else None
+        if zp is not None and zp.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            attrs.setdefault("output_dtype", zp.data_type)  # held as 8 bits (to_torch): the range comes from here
         if extra and fn not in MULTI_OUTPUT:
             raise InvtoolError(f"output {extra[0]!r} of {node.op_type} node {node.name!r} is not supported: "
                                "only its first output is computed")
@@ -176,6 +184,8 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
 
     def register(name: str, t: torch.Tensor, on_host: bool) -> fx.Node:
         attr = _py_name(name, "h" if on_host else "w", taken=root._buffers)
+        if t.is_floating_point() and t.dtype != torch.float64:   # the compute dtype (folded values were fp32)
+            t = t.to(dtype)
         root.register_buffer(attr, t.cpu() if on_host else t.to(device))
         if on_host:
             host_attrs.append(attr)
@@ -203,6 +213,12 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
             outs = result if fn in MULTI_OUTPUT else (result,)
             consts.update((out, v) for out, v in zip(node.output, outs) if out)
             continue
+        late = [(k, n) for k, n in enumerate(names) if k in CONST_INPUTS.get(fn, {}) and n in env]
+        if late:  # a quantised op whose scale or zero point depends on the image (see registry.const_inputs)
+            raise InvtoolError(f"{op_name(node.op_type, node.domain)} node {node.name!r}: its "
+                               f"{CONST_INPUTS[fn][late[0][0]]} {late[0][1]!r} depends on the image, not a constant; "
+                               "invtool simulates quantisation with constant scales and zero points only: "
+                               "re-quantize the model with constant (static) scales")
         runtime = [n for n in names if n in env]
         on_host = all(n in host for n in runtime)
         meets = next((env[n] for n in runtime if n not in host), None)  # a device input, if any
@@ -234,7 +250,8 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
     return module
 
 
-def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str, padding: str = "zeros"):
+def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str, padding: str = "zeros",
+                   dtype: torch.dtype = torch.float32):
     """(converter, attributes) of a node, checked against the converter's signature."""
     attrs = node_attributes(node)
     op, domain = node.op_type, domain_key(node.domain)
@@ -252,9 +269,27 @@ def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str, padd
     while n_inputs and node.input[n_inputs - 1] == "":
         n_inputs -= 1
     check_node(fn, node.op_type, node.name, opset, n_inputs, attrs, domain)
+    if domain == "" and op == "Cast" and attrs.get("to") in _COMPUTE_FLOATS:
+        fn, attrs = _cast_float, {"to": attrs["to"], "compute": dtype}
     if padding == "circular" and domain == "" and op in PADDED_OPS:
         fn = circular(fn)
     return fn, attrs
+
+
+# float types that compute in the model's compute dtype (float64 keeps its own precision)
+_COMPUTE_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+_TORCH_FLOAT = {onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.FLOAT16: torch.float16,
+                onnx.TensorProto.BFLOAT16: torch.bfloat16}
+
+
+def _cast_float(x: torch.Tensor, *, to: int, compute: torch.dtype) -> torch.Tensor:
+    """Cast to a 32- or 16-bit float, computed in the model's compute dtype: a float16 model computes in float32
+    with its weights upcast, and its casts to float16 round as ONNX Runtime's do but stay float32; with float16
+    compute every such cast is to float16."""
+    target = _TORCH_FLOAT[to]
+    if target.itemsize < compute.itemsize:
+        x = x.to(target)
+    return x.to(compute)
 
 
 def _spec_attributes(op: str, opset: int) -> set[str]:
