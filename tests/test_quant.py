@@ -340,16 +340,96 @@ def test_dynamic_resnet18_equals_ort(quantised_resnet18):
     assert max(e for _, e in errors.values()) < 1e-5, errors
 
 
+def _session(model, optimised: bool, optimised_path=None):
+    """ORT as users run it (default graph optimisations: QDQ pairs around a Conv fused into integer kernels),
+    or with ORT_DISABLE_ALL: the file's own semantics, float ops between the QuantizeLinear/DequantizeLinear."""
+    options = ort.SessionOptions()
+    if not optimised:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if optimised_path:
+        options.optimized_model_filepath = str(optimised_path)
+    model = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+QDQ_SEEDS = (7, 8, 9, 10, 11)  # image seeds, 2 images each; seed 10 alone happens to meet no rounding tie
+
+
 @pytest.mark.parametrize("form", ["qdq_u8", "qdq_s8"])
-def test_qdq_resnet18_stays_within_a_few_quantisation_steps_of_ort(quantised_resnet18, form):
-    """QDQ runs float ops between quantisations: a float rounding tie that ORT's kernels and torch's
-    break differently moves one value by one step, and that difference travels down the network. The
-    first layers equal ORT; deeper taps stay within a few steps (measured: up to 4 at res5b over image
-    seeds 7-11; the issue's one-step target is not met for QDQ, see quant.py), on a few % of the values."""
-    errors = tap_errors(quantised_resnet18[form], _images(2, 10))
-    steps = {n: s for n, (s, _) in errors.items()}
-    assert steps["conv1"] <= 1 and steps["pool1"] <= 1
-    assert max(steps.values()) <= 5, steps
+def test_qdq_resnet18_each_stage_is_within_one_step_of_ort(quantised_resnet18, form):
+    """The issue's one-step criterion, stage by stage: each float op between a DequantizeLinear and a
+    QuantizeLinear (20 Conv, 8 Add, MaxPool, GlobalAveragePool, Flatten, Gemm), fed ORT's own inputs
+    (ORT_DISABLE_ALL: the file's semantics), quantises within one step of ORT. Only a Conv's float32 sum,
+    whose order torch and ORT's MLAS choose differently (a few ulps apart), can land on the other side of a
+    rounding boundary: measured 12 of 2.8M values one step off, the rest equal."""
+    from onnx.utils import Extractor
+
+    proto = onnx.load(str(quantised_resnet18[form]))
+    weights = {t.name for t in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    everything = onnx.load(str(quantised_resnet18[form]))
+    names = [o for n in proto.graph.node for o in n.output]
+    del everything.graph.output[:]
+    everything.graph.output.extend(helper.make_empty_tensor_value_info(o) for o in names)
+    extractor = Extractor(onnx.shape_inference.infer_shapes(proto))
+    stages = []  # (the float op, its image-dependent inputs, its QuantizeLinear's output, that stage alone)
+    for q in proto.graph.node:
+        if q.op_type == "QuantizeLinear" and q.input[0] in producer:
+            ins = [i for i in producer[q.input[0]].input
+                   if i in producer and any(j not in weights for j in producer[i].input if j)]
+            stages.append((producer[q.input[0]].op_type, ins, q.output[0], extractor.extract_model(ins, [q.output[0]])))
+    assert len(stages) == 32
+    session = _session(everything.SerializeToString(), optimised=False)
+    worst, off, total, flipped = 0.0, 0, 0, set()
+    for seed in QDQ_SEEDS:
+        ref = dict(zip(names, session.run(names, {"image": _images(2, seed)})))
+        for op, ins, out, sub in stages:
+            got, = run_rebuilt(sub, {i: ref[i] for i in ins}, [out])
+            diff = np.abs(got.astype(np.float64) - ref[out])  # integer values: steps
+            worst, off, total = max(worst, diff.max()), off + int((diff > 0).sum()), total + diff.size
+            flipped |= {op} if diff.any() else set()
+    assert worst <= 1, worst
+    assert off / total < 1e-4, f"{off} of {total} values a step off"
+    assert flipped <= {"Conv"}, flipped
+
+
+@pytest.mark.parametrize("form", ["qdq_u8", "qdq_s8"])
+def test_qdq_resnet18_taps_stay_within_a_few_steps_of_ort(quantised_resnet18, form, tmp_path):
+    """End to end, a value one step off at a tie (see the stage test) moves the values that depend on it, and
+    so on down the network; the drift is a property of the float ops, not of the quantisation. Measured over
+    QDQ_SEEDS, in steps of each tap (ours vs ORT default / ours vs ORT_DISABLE_ALL / ORT default vs
+    ORT_DISABLE_ALL): conv1 1 / 1 / 1 (uint8) and 1 / 1 / 0 (int8); deep taps up to 4 / 4 / 5 (uint8) and
+    4 / 4 / 0 (int8, which ORT does not fuse on x86; 3 instead of 4 with other thread counts, the float sums'
+    order changing): the drift is the same with or without ORT's fusion, and ORT's own two modes disagree by
+    as much (uint8: 5), so no end-to-end reference is one step from another. Asserted: at most 5 steps from
+    either mode of ORT, and ORT's modes more than one step apart where it fuses, equal where it does not."""
+    path = quantised_resnet18[form]
+    proto = onnx.load(str(path))
+    names = [o.name for o in proto.graph.output]
+    scales = _tap_scales(proto)
+    fused_path = tmp_path / "optimised.onnx"
+    default, disabled = _session(path, True, fused_path), _session(path, False)
+    fused = any(n.op_type == "QLinearConv" for n in onnx.load(str(fused_path)).graph.node)
+    model = load_model(path, device="cpu")
+    steps = {k: {n: 0.0 for n in names} for k in ("ours-default", "ours-disabled", "default-disabled")}
+    for seed in QDQ_SEEDS:
+        x = _images(2, seed)
+        a = dict(zip(names, default.run(names, {"image": x})))
+        b = dict(zip(names, disabled.run(names, {"image": x})))
+        with torch.no_grad():
+            ours = {n: t.numpy().astype(np.float64) for n, t in model.features(torch.from_numpy(x), names).items()}
+        for n in names:
+            for key, (u, v) in {"ours-default": (ours[n], a[n]), "ours-disabled": (ours[n], b[n]),
+                                "default-disabled": (a[n].astype(np.float64), b[n])}.items():
+                steps[key][n] = max(steps[key][n], round(float(np.abs(u - v).max()) / scales[n], 3))
+    print({k: max(v.values()) for k, v in steps.items()})
+    for key in ("ours-default", "ours-disabled"):
+        assert steps[key]["conv1"] <= 1 and steps[key]["pool1"] <= 1, (key, steps[key])
+        assert max(steps[key].values()) <= 5, (key, steps[key])
+    if fused:  # ORT's integer kernels are another computation: its two modes differ by more than one step
+        assert max(steps["default-disabled"].values()) > 1, steps["default-disabled"]
+    else:
+        assert max(steps["default-disabled"].values()) == 0, steps["default-disabled"]
 
 
 def test_gradient_reaches_the_image_through_each_quantised_form(quantised_resnet18):

@@ -14,10 +14,14 @@ where ORT converts its int32 accumulator to float. The integer range of a result
 dtype of its zero point, a build-time constant (`const_inputs` makes the builder refuse any other).
 
 QOperator and dynamic models therefore equal ORT exactly (ResNet18: 0 difference at every tap). A QDQ
-model runs float ops between its QuantizeLinear/DequantizeLinear pairs; where torch's float32 conv and
-ORT's (or ORT's fused QLinearConv) break a rounding tie differently, one value moves by one step and the
-difference travels down the network: ResNet18's deep taps end up to 4 steps from ORT on a few % of values.
-Matching that would need ORT's QDQ fusion (Conv between DQ and Q run as QLinearConv) in the builder.
+model runs float ops between its QuantizeLinear/DequantizeLinear pairs, and each such stage, fed ORT's
+own inputs, quantises within one step of ORT (ORT_DISABLE_ALL, the file's semantics; ResNet18: 12 of 2.8M
+values one step off, all at Conv outputs): torch's float32 conv sums in another order than ORT's MLAS, a
+few ulps apart, which flips a value lying on a rounding boundary. End to end such a flip moves the values
+that depend on it, and ResNet18's deep taps end up to 4 steps from ORT, with or without its fusion of
+DQ->Conv->Q into QLinearConv (int8 activations are not fused on x86 and drift as much); ORT's fused and
+unfused runs of a uint8 model differ from each other by up to 5 steps. Only ORT's own summation order
+would remove the drift; no converter change can.
 """
 import torch
 from onnx import TensorProto
