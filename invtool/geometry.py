@@ -94,6 +94,44 @@ def alignment(model, layers) -> int:
     return math.lcm(*(found[t] for t in seen if t in found))
 
 
+def size_step(model, layers) -> int:
+    """The multiple that every size invtool chooses for `layers` is rounded to (coarse scales, octaves, style
+    images, tiles): their `alignment`, at which every stride-s map has a whole number of positions, so that a
+    network joining maps of several strides (a detector's FPN) takes it; 1 when some layer has no spatial
+    resolution (such layers take one fixed size, `FeatureModel.fixed_size`)."""
+    tensors = [model.resolve(n) for n in layers]
+    found = strides(model)
+    return alignment(model, layers) if tensors and all(t in found for t in tensors) else 1
+
+
+def fit_to_model(model, layers, h: int, w: int, notes: list[str], what: str = "the output") -> tuple[int, int]:
+    """(h, w) when the model takes an h x w input for `layers`; else the nearest multiple of their alignment, with
+    a note; an InvtoolError naming the alignment when that does not help either."""
+    step = size_step(model, layers)
+    if step == 1 or _takes(model, layers, h, w, step):
+        return h, w
+    ah, aw = (max(step, step * round(n / step)) for n in (h, w))
+    if not _takes(model, layers, ah, aw, step):
+        raise InvtoolError(f"{what} is {w}x{h}, which the model cannot take for layers {', '.join(layers)}, nor "
+                           f"{aw}x{ah}, the nearest multiple of their alignment {step} px; choose other layers")
+    notes.append(f"{what} {w}x{h} rounded to {aw}x{ah}: the model takes multiples of {step} px for layers "
+                 f"{', '.join(layers)} (their alignment)")
+    return ah, aw
+
+
+def _takes(model, layers, h: int, w: int, step: int) -> bool:
+    """Whether the model computes `layers` at h x w, tried at a small size of the same remainders modulo `step`
+    (what decides whether maps of several strides line up), so that a large output costs no large probe."""
+    k = -(-max(4 * step, model.min_size(layers)) // step)   # whole steps above the layers' minimum size
+    small = [n if n < (k + 1) * step else n % step + k * step for n in (h, w)]
+    try:
+        with torch.no_grad():
+            model.features(model.blank(1, *small), layers)
+        return True
+    except RuntimeError:
+        return False
+
+
 _PROBE_SIDES = (256, 512, 1024, 2048, 4096)
 
 

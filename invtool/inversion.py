@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import losses
 from .errors import InvtoolError
-from .geometry import choose_layers, default_layers
+from .geometry import choose_layers, default_layers, fit_to_model
 from .image import contact_sheet, read_input
 from .metrics import reconstruction_metrics
 from .model import DEFAULT_MODEL, FeatureModel, as_model
@@ -114,6 +114,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
                          f"the fully connected layers among {', '.join(names)} need that input size")
             src = resize_image(src, *fixed)
     require_size(model, names, *src.shape[-2:], what="the image (after --size)")
+    src = resize_image(src, *fit_to_model(model, names, *src.shape[-2:], notes, "the image (after --size)"))
     if jitter and optimizer == "lbfgs":
         notes.append("jitter makes the objective random, which L-BFGS's line search does not expect; "
                      "use --optimizer adam with --jitter")

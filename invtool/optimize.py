@@ -44,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InvtoolError
+from .geometry import size_step
 from .objectives import Objective
 from .param import Param, pixel, resize_image
 from .transforms import Transform, is_random
@@ -140,7 +141,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         raise InvtoolError("coarse-to-fine scales need a resizable parameterisation such as pixel; use --scales 1")
     layers = list(objective.layers)
     require_size(model, layers, h, w, "the output")
-    sizes, notes = _scale_sizes(h, w, scales, model.min_size(layers) if layers else 1)
+    sizes, notes = scale_sizes(h, w, scales, model.min_size(layers) if layers else 1,
+                               step=size_step(model, layers) if layers else 1)
     if refine:
         notes.append(f"the {w}x{h} output is larger than the working size {work_size}: {refine} refining "
                      f"scale{'s' * (refine > 1)} after it, one per doubling")
@@ -496,11 +498,19 @@ def _doublings(side: int, work_size: int | None) -> int:
     return 0 if not work_size or side <= work_size else math.ceil(math.log2(side / work_size))
 
 
-def _scale_sizes(h: int, w: int, scales: int, min_side: int) -> tuple[list[tuple[int, int]], list[str]]:
-    sizes = [(max(1, round(h / 2 ** s)), max(1, round(w / 2 ** s))) for s in range(scales - 1, -1, -1)]
-    usable = [s for s in sizes if min(s) >= min_side] or sizes[-1:]
+def scale_sizes(h: int, w: int, scales: int, min_side: int, factor: float = 2.0, step: int = 1,
+                what: str = "scales") -> tuple[list[tuple[int, int]], list[str]]:
+    """Coarse-to-fine sizes, coarsest first, ending at (h, w): each `factor` times smaller than the next (2 for
+    the engine's scales, DeepDream's octave scale for `visualize`), rounded to a multiple of `step` (the model's
+    alignment, `geometry.size_step`, so that a network that concatenates maps of several strides takes them);
+    those under `min_side` are left out, with a note."""
+    def coarse(n, k):
+        return max(1, round(n / factor ** k)) if step == 1 else max(step, step * round(n / factor ** k / step))
+    sizes = [(coarse(h, k), coarse(w, k)) for k in range(scales - 1, 0, -1)] + [(h, w)]
+    usable = [s for i, s in enumerate(sizes) if min(s) >= min_side and s not in sizes[i + 1:]] or sizes[-1:]
     notes = [] if len(usable) == len(sizes) else [
-        f"used {len(usable)} of {scales} scales: smaller ones are under the layers' minimum of {min_side} px"]
+        f"used {len(usable)} of {scales} {what}: smaller ones are under the layers' minimum of {min_side} px"
+        + (f" or the same size once rounded to a multiple of {step} px" if step > 1 else "")]
     return usable, notes
 
 

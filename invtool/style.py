@@ -22,7 +22,7 @@ import torch
 
 from . import losses
 from .errors import InvtoolError, close_matches
-from .geometry import KNOWN_DEFAULTS, choose_layers, stride
+from .geometry import KNOWN_DEFAULTS, choose_layers, fit_to_model, size_step, stride
 from .image import match_histograms, read_input, rgb_to_yuv, yuv_to_rgb
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights
@@ -125,6 +125,8 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         raise InvtoolError(f"layers {', '.join(layers)} need a {fixed[1]}x{fixed[0]} input; use --size "
                            f"{fixed[1]}x{fixed[0]}")
     require_size(model, layers, h, w, what="the content (after --size)")
+    h, w = fit_to_model(model, layers, h, w, notes, "the content (after --size)")
+    content_img = resize_image(content_img, h, w)
 
     if preserve_color == "histogram":
         style_imgs = [match_histograms(s, content_img) for s in style_imgs]
@@ -151,7 +153,8 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     if preserve_color == "luminance":
         image = with_chroma(image, content_img)
         snapshots = [(step, with_chroma(s, content_img)) for step, s in snapshots]
-    sizes = [_style_size(s.shape[-2:], h, w, style_scale, style_min) for s in style_imgs]
+    sizes = [_style_size(s.shape[-2:], h, w, style_scale, style_min, size_step(model, list(style_w)))
+             for s in style_imgs]
     notes += [f"style {i + 1}: {s.shape[-1]}x{s.shape[-2]} resized to {sw}x{sh} for the {w}x{h} output"
               for i, (s, (sh, sw)) in enumerate(zip(style_imgs, sizes)) if (sh, sw) != tuple(s.shape[-2:])]
     record = build_record("style", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
@@ -185,9 +188,10 @@ def style_objective(model: FeatureModel, styles: list[torch.Tensor], layers: dic
     at every coarse-to-fine scale.
     """
     generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
+    step = size_step(model, list(layers))
 
     def resized(s, h, w):
-        return resize_image(s, *_style_size(s.shape[-2:], h, w, scale, min_side))
+        return resize_image(s, *_style_size(s.shape[-2:], h, w, scale, min_side, step))
 
     @functools.cache
     def features(h, w):   # swd's targets: the style images' features
@@ -281,13 +285,16 @@ def with_chroma(x: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
     return yuv_to_rgb(torch.cat([rgb_to_yuv(x)[:, :1], chroma.to(x.device)], dim=1))
 
 
-def _style_size(shape, h: int, w: int, scale: float, min_side: int) -> tuple[int, int]:
+def _style_size(shape, h: int, w: int, scale: float, min_side: int, step: int = 1) -> tuple[int, int]:
     """(h, w) of a style image of `shape` for an h x w output: longer side = scale x the output's, aspect
-    kept, the shorter side at least `min_side`."""
+    kept, the shorter side at least `min_side`, both multiples of `step` (the model's alignment)."""
     sh, sw = shape
     k = scale * max(h, w) / max(sh, sw)
     k = max(k, min_side / min(sh, sw))
-    return max(1, round(sh * k)), max(1, round(sw * k))
+    if step == 1:
+        return max(1, round(sh * k)), max(1, round(sw * k))
+    floor = step * math.ceil(min_side / step)   # the smallest multiple of step that is not under min_side
+    return max(floor, step * round(sh * k / step)), max(floor, step * round(sw * k / step))
 
 
 def _describe(image) -> str:

@@ -21,11 +21,12 @@ import torch
 
 from . import losses
 from .errors import InvtoolError, close_matches
-from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, stride
+from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, fit_to_model, stride
 from .image import fit_size, is_grey, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights as layer_weights_of
 from .optimize import WORK_SIZE, optimize, require_size
+from .param import resize_image
 from .record import Run, build_record
 from .tiled import parse_memory, plan, score
 from .transforms import deterministic
@@ -94,7 +95,9 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         model.resolve(name)
     weights = layer_weighting(model, given, layer_weights)
     require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
+    src = resize_image(src, *fit_to_model(model, layers, *src.shape[-2:], notes, "the source (after --size)"))
     ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
+    oh, ow = fit_to_model(model, layers, oh, ow, notes)
 
     if tile and (period := max(stride(model, n) for n in layers)) and (oh % period or ow % period):
         notes.append(f"the output {ow}x{oh} is not a multiple of the layers' stride {period}: the deepest "

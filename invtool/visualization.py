@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from .errors import InvtoolError, close_matches
+from .geometry import fit_to_model, size_step
 from .image import contact_sheet, fit_size, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, channel, neuron, on_image
 from .objectives import layer as layer_energy
-from .optimize import Result, chain, optimize, require_size
+from .optimize import Result, chain, optimize, require_size, scale_sizes
 from .param import fourier, pixel, resize_image
 from .record import Run, build_record
 from .transforms import compose, jitter as jitter_transform, rotate as rotate_transform, scale as scale_transform
@@ -122,6 +123,9 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         start = (fourier((n, c, h, w), generator=noise).image_fn().detach() if param == "fourier"
                  else (0.5 + 0.1 * torch.randn(n, c, h, w, generator=noise)).clamp(0, 1))
     require_size(model, layers, h, w, "the tiles")
+    if (h, w) != (fitted := fit_to_model(model, layers, h, w, notes, "the tiles")):
+        h, w = fitted
+        start = resize_image(start, h, w)
     if pre:
         notes.append(f"channel and neuron terms read the input of the ReLU of {', '.join(pre)}, so that channels "
                      f"dead on the start image still get a gradient")
@@ -325,11 +329,8 @@ def _dream(model, objective, start, make_param, octaves, octave_scale, *, steps,
     result minus its own start, upsampled), so the image's own detail is never blurred away.
     """
     n, _, h, w = start.shape
-    sizes = [(max(1, round(h / octave_scale ** k)), max(1, round(w / octave_scale ** k)))
-             for k in range(octaves - 1, -1, -1)]
-    min_side = model.min_size(list(objective.layers))
-    notes = [] if min(sizes[0]) >= min_side else [f"octaves under the layers' minimum of {min_side} px were skipped"]
-    sizes = [s for s in sizes if min(s) >= min_side] or sizes[-1:]
+    layers = list(objective.layers)
+    sizes, notes = scale_sizes(h, w, octaves, model.min_size(layers), octave_scale, size_step(model, layers), "octaves")
     budgets = [steps // len(sizes)] * len(sizes)
     budgets[-1] += steps - sum(budgets)
     results, detail = [], None
