@@ -48,6 +48,7 @@ test: install export-models
 	$(PY) -m pytest tests
 
 bench: install export-models
+	$(PY) -m pip install -q --no-deps onnx2torch==1.5.15  # bench_converters.py only; --no-deps: it requires torchvision (no CPU build), stubbed there
 	set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f; done
 
 demo: install export-models
