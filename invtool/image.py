@@ -35,7 +35,7 @@ def read_input(source, *, channels: int = 3, size: int | tuple[int, int] | None 
     the CPU, checked (finite, not too many pixels), converted to `channels` (`to_channels`) and resized to
     `size` (an int: the longer side, aspect kept; a (width, height) pair), plus notes for the run record."""
     if isinstance(source, (str, Path)):
-        x, notes = read_image(source)
+        x, notes = read_image(source, channels=channels)
         name = Path(source).name
     elif isinstance(source, torch.Tensor) and source.dim() == 4 and source.shape[0] == 1 and source.shape[1] in (1, 3):
         x, notes, name = source.detach().float().cpu(), [], what
@@ -78,10 +78,10 @@ def is_grey(image: torch.Tensor) -> bool:
     return image.shape[1] == 1 or bool((image.amax(1) - image.amin(1)).max() <= 1 / 255 + 1e-6)
 
 
-def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.Tensor, list[str]]:
+def read_image(path, size: int | tuple[int, int] | None = None, channels: int = 3) -> tuple[torch.Tensor, list[str]]:
     """Read an image file as `[1, 3, H, W]` RGB float in [0, 1], plus notes on any conversion made.
 
-    Grayscale is repeated to RGB, alpha is composited on white, palette and 16-bit images are expanded,
+    Grayscale is repeated to RGB (kept as `[1, 1, H, W]` with `channels=1`), alpha is composited on white, palette and 16-bit images are expanded,
     and a photo is turned upright as its EXIF orientation says (OpenCV's IMREAD_UNCHANGED, which keeps
     alpha and 16-bit depth, ignores it); each conversion adds a note for the run record. `size` resizes: an int sets the longer side (aspect
     kept), a (width, height) pair sets both.
@@ -107,7 +107,9 @@ def read_image(path, size: int | tuple[int, int] | None = None) -> tuple[torch.T
     else:
         notes.append(f"{path.name}: {img.dtype} image clipped to [0, 1]")
         img = np.clip(img.astype(np.float32), 0, 1)
-    if img.ndim == 2 or img.shape[2] == 1:
+    if (img.ndim == 2 or img.shape[2] == 1) and channels == 1:
+        img = img.reshape(*img.shape[:2], 1)
+    elif img.ndim == 2 or img.shape[2] == 1:
         notes.append(f"{path.name}: grayscale image repeated to RGB")
         img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
     elif img.shape[2] == 4:
