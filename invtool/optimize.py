@@ -278,8 +278,8 @@ class _Run:
         self.done += 1
         if self.best_img is None:
             self.best_img, self.best_loss = img.clone(), loss.clone()
-        else:   # NaN never compares lower, so the best image always has a finite loss
-            better = loss < self.best_loss
+        else:   # NaN never compares lower; a finite loss replaces a non-finite best (a scale's first evaluation)
+            better = (loss < self.best_loss) | (torch.isfinite(loss) & ~torch.isfinite(self.best_loss))
             torch.where(better, img, self.best_img, out=self.best_img)
             torch.where(better, loss, self.best_loss, out=self.best_loss)
         self.bar.update(1)
@@ -293,14 +293,15 @@ class _Run:
 
     def sync(self) -> str:
         """Copy new history rows to the host; return (and keep) a reason to stop: a non-finite loss, or ''."""
-        if len(self.host) < self.steps:
-            new = self.history[len(self.host):self.steps].tolist()
+        first = len(self.host)
+        if first < self.steps:   # every new row is checked: one L-BFGS call adds more than `window` of them
+            new = self.history[first:self.steps].tolist()
             self.host.extend(new)
             self.bar.set_postfix(loss=f"{new[-1][0]:.4g}", refresh=False)
-        bad = next((row for row in self.host[-self.window:] if not math.isfinite(row[0])), None)
-        if bad is not None:
-            term = next((name for name, v in zip(self.names, bad[1:]) if not math.isfinite(v)), "the total")
-            self.reason = f"non-finite loss in term {term!r} at step {self.host.index(bad) + 1}"
+            bad = next((k for k, row in enumerate(new) if not math.isfinite(row[0])), None)
+            if bad is not None and not self.reason:
+                term = next((name for name, v in zip(self.names, new[bad][1:]) if not math.isfinite(v)), "the total")
+                self.reason = f"non-finite loss in term {term!r} at step {first + bad + 1}"
         return self.reason
 
     def converged(self, tol: float) -> bool:

@@ -135,6 +135,34 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_image(model):
     assert torch.isfinite(res.image).all() and res.loss == pytest.approx(min(res.history[:4]), rel=1e-6)
 
 
+def test_a_scale_whose_first_evaluation_is_not_finite_keeps_a_finite_image(model):
+    """The best image of a scale starts from its first evaluation: a NaN there must not stay the best for good
+    (NaN compares lower than nothing), so the finite evaluations after it replace it."""
+    calls = []
+
+    def nan_first(f, x):
+        calls.append(1)
+        return f["conv1_1"].mean() + (float("nan") if len(calls) == 1 else 0.0)   # NaN loss, finite gradient
+
+    res = optimize(model, Objective(nan_first, ["conv1_1"], "first"), noise(1), optimizer="adam", lr=0.01, steps=6,
+                   window=50, progress=False)
+    assert "step 1" in res.stop_reason
+    assert torch.isfinite(torch.tensor(res.loss)) and res.loss == pytest.approx(min(res.history[1:]), rel=1e-6)
+
+
+def test_every_synced_row_is_checked_for_non_finite_losses():
+    """One L-BFGS call writes 20 or more rows between two syncs: a NaN anywhere among them is found, not only
+    in the last `window` rows."""
+    run = _Run(["a"], 30, 3, 0, None, False, [])
+    run.begin_scale(0, (8, 8), 30)
+    image = torch.zeros(1, 3, 8, 8)
+    for k in range(25):
+        value = torch.tensor(float("nan") if k == 1 else 1.0 - k / 100)
+        run.record(image, value, {"a": value})
+    assert run.sync() == "non-finite loss in term 'a' at step 2"
+    run.bar.close()
+
+
 def test_tolerance_stops_a_flat_loss(model):
     obj = Objective(lambda f, x: f["conv1_1"].mean() * 0 + 1.0, ["conv1_1"], name="flat")
     res = optimize(model, obj, noise(1), steps=100, tol=1e-3, window=5, progress=False)
