@@ -230,11 +230,14 @@ class FeatureModel:
         return self._variants[key]
 
     def to(self, device) -> "FeatureModel":
-        self.device = resolve_device(device)
-        self._variants = {(self.pool, self.padding): self}
-        self._weights = {k: v.to(self.device) for k, v in self._weights.items()}
-        self._pre = self._pre.to(self.device) if self._pre is not None else None
-        self._modules.clear()
+        """This model and its variants (which share its weights) on `device`."""
+        device = resolve_device(device)
+        for name, w in self._weights.items():   # in place: the variants hold the same dict
+            self._weights[name] = w.to(device)
+        for model in self._variants.values():
+            model.device = device
+            model._pre = model._pre.to(device) if model._pre is not None else None
+            model._modules.clear()
         return self
 
 

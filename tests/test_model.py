@@ -275,3 +275,17 @@ def test_as_model_loads_a_path_or_switches_a_loaded_models_pooling(vgg16_conv_on
     assert as_model(model) is model
     avg = as_model(model, pool="avg")
     assert avg.pool == "avg" and avg._weights is model._weights and as_model(avg, pool="avg") is avg
+
+
+def test_moving_a_model_moves_its_variants(vgg16_conv_onnx, monkeypatch):
+    """`to` moves the model and every variant sharing its weights (an avg-pool or circular variant made before
+    the move must not keep its weights on the old device). Without a second device here, torch's `meta`
+    device stands in for one."""
+    import invtool.model as model_module
+    monkeypatch.setattr(model_module, "resolve_device", lambda device=None: torch.device(device or "cpu"))
+    model = load_model(vgg16_conv_onnx[0], device="cpu")
+    avg = model.variant(pool="avg")
+    model.to("meta")
+    assert avg.device.type == "meta" and model.variant(pool="avg") is avg
+    assert {w.device.type for w in avg._weights.values()} == {"meta"}
+    assert avg.features(torch.zeros(1, 3, 32, 32, device="meta"), ["conv1_1"])["conv1_1"].device.type == "meta"
