@@ -239,3 +239,18 @@ def test_a_folder_that_is_not_an_atlas_is_never_written_into(vgg16_conv_onnx, tm
     r = CliRunner().invoke(main, atlas_args(vgg16_conv_onnx[0], out))
     assert r.exit_code == 1 and "holds files that are not an invtool atlas" in r.output
     assert [p.name for p in out.iterdir()] == ["holiday.jpg"] and (out / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_a_ray_worker_keeps_one_model_per_preprocessing(vgg16_conv_onnx, monkeypatch):
+    """A worker process caches the models it loaded; two atlases of the same file with other preprocessing (or
+    compute dtype) must not share one, or the second would compute with the first's input convention."""
+    from invtool.preprocess import PRESETS
+    monkeypatch.setattr(runner_module, "_MODELS", {})
+    data = vgg16_conv_onnx[0].read_bytes()
+    spec = {"path": "m.onnx", "sha256": "same", "pool": "max", "device": "cpu", "dtype": torch.float32}
+    caffe = runner_module.worker_model(data, {**spec, "preprocess": PRESETS["caffe"]})
+    imagenet = runner_module.worker_model(data, {**spec, "preprocess": PRESETS["imagenet"]})
+    assert caffe.preprocess == PRESETS["caffe"] and imagenet.preprocess == PRESETS["imagenet"]
+    assert runner_module.worker_model(data, {**spec, "preprocess": PRESETS["caffe"]}) is caffe
+    half = runner_module.worker_model(data, {**spec, "preprocess": PRESETS["caffe"], "dtype": torch.float16})
+    assert half is not caffe and half.dtype == torch.float16

@@ -72,7 +72,7 @@ class Runner:
         task = ray.remote(_ray_job).options(num_cpus=TASK_CPUS, num_gpus=gpus, max_retries=0)
         model_bytes = ray.put(model.proto.SerializeToString())   # a top-level argument: Ray resolves it
         spec = {"path": model.path, "sha256": model.sha256, "preprocess": model.preprocess, "pool": model.pool,
-                "device": None if gpus else "cpu"}
+                "device": None if gpus else "cpu", "dtype": model.dtype}
         pending = {task.remote(model_bytes, spec, job): job for job in jobs}
         try:
             while pending:
@@ -140,11 +140,18 @@ def _ray_job(model_bytes: bytes, spec: dict, job: Job) -> list[dict]:
     """A Ray task: the job's units, on the model of these bytes (loaded once per worker process)."""
     import torch
 
+    torch.set_num_threads(TASK_CPUS)   # Ray sets OMP_NUM_THREADS for its workers only where it was not set
+    return run_job(job, worker_model(model_bytes, spec))
+
+
+def worker_model(model_bytes: bytes, spec: dict):
+    """The model of these bytes as `spec` says (preprocessing, pooling, device, compute dtype), loaded once per
+    worker process: every field that changes what it computes is in the cache key."""
     from ..model import FeatureModel
 
-    torch.set_num_threads(TASK_CPUS)   # Ray sets OMP_NUM_THREADS for its workers only where it was not set
-    key = (spec["sha256"], spec["pool"], spec["device"])
+    key = (spec["sha256"], spec["preprocess"], spec["pool"], spec["device"], spec["dtype"])
     if key not in _MODELS:
         _MODELS[key] = FeatureModel(onnx.load_from_string(model_bytes), path=spec["path"], sha256=spec["sha256"],
-                                    preprocess=spec["preprocess"], pool=spec["pool"], device=spec["device"])
-    return run_job(job, _MODELS[key])
+                                    preprocess=spec["preprocess"], pool=spec["pool"], device=spec["device"],
+                                    dtype=spec["dtype"])
+    return _MODELS[key]
