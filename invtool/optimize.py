@@ -53,6 +53,8 @@ OPTIMIZERS = ("adam", "sgd", "lbfgs")
 MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
 LR_SCHEDULES = ("constant", "step", "cosine")
 LBFGS_HISTORY = 50   # curvature pairs L-BFGS keeps
+# the step of each optimiser on pixels in [0, 1] where a command names none (texture's and style's Gram losses)
+PIXEL_LR = {"lbfgs": 1.0, "adam": 0.02, "sgd": 0.02}
 WORK_SIZE = 512      # texture's and style's working size: larger outputs are refined from it, one doubling at a time
 
 

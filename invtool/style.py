@@ -26,7 +26,7 @@ from .geometry import KNOWN_DEFAULTS, choose_layers, fit_to_model, size_step, st
 from .image import match_histograms, read_input, rgb_to_yuv, yuv_to_rgb
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights
-from .optimize import WORK_SIZE, optimize, require_size
+from .optimize import PIXEL_LR, WORK_SIZE, optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
 from . import tiled
@@ -43,7 +43,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
                    style_layers=None, content_weight: float = 1.0, style_weight: float | None = None,
                    tv_weight: float = 0.0, style_loss: str = "gram", style_blend=None, style_scale: float = 1.0,
                    init: str = "content", pool: str = "max", preserve_color: str = "none", size=160,
-                   scales: int = 1, work_size: int | None = WORK_SIZE, optimizer: str = "lbfgs", steps: int = 200, lr: float = 1.0,
+                   scales: int = 1, work_size: int | None = WORK_SIZE, optimizer: str | None = None, steps: int = 200, lr: float | None = None,
                    lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0, save_every: int = 0,
                    memory=None, preprocess=None, device=None, progress: bool = True, callback=None) -> Run:
     """Paint `content` in the style of `styles`; returns a Run (`.image`, `.record`, `.save(path, report)`).
@@ -77,7 +77,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         memory: the budget, bytes or "2G" (None: what the device has free): past it the output is optimised in
             tiles, exactly, and L-BFGS keeps fewer pairs or gives way to Adam (the record's `memory` and notes
             say); the gram style loss tiles, swd does not.
-        scales, work_size, optimizer, steps, lr, lr_schedule, tol, seed, save_every, progress, callback: passed
+        optimizer: default "lbfgs" (lr 1) for gram, "adam" (lr 0.02) for swd, whose random projections change at
+            every evaluation, which L-BFGS's line search cannot follow; `lr` None takes the optimiser's
+            (`optimize.PIXEL_LR`), as texture does.
+        scales, work_size, steps, lr_schedule, tol, seed, save_every, progress, callback: passed
             to `optimize`. L-BFGS from the content image is the classic fast choice and the default. An output
             larger than `work_size` (512) starts there and is refined at each doubling, the style images
             resized for each size as `style_scale` says, so brush strokes keep their size relative to the output.
@@ -101,7 +104,9 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     memory = None if memory is None else tiled.parse_memory(memory)
     blend = blend_weights(style_blend, len(styles))
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
-    options.update(style_weight=style_weight, style_blend=blend)
+    optimizer = optimizer or ("adam" if style_loss == "swd" else "lbfgs")
+    lr = lr or PIXEL_LR.get(optimizer, 1.0)
+    options.update(style_weight=style_weight, style_blend=blend, optimizer=optimizer, lr=lr)
 
     model = as_model(model, preprocess, pool, device)
     if preserve_color != "none" and model.in_channels == 1:

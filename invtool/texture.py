@@ -25,7 +25,7 @@ from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, fit_to_mode
 from .image import fit_size, is_grey, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights as layer_weights_of
-from .optimize import WORK_SIZE, optimize, require_size
+from .optimize import PIXEL_LR, WORK_SIZE, optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
 from .tiled import parse_memory, plan, score
@@ -85,7 +85,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         raise InvtoolError(f"unknown Gram normalisation {gram_norm!r}; use one of {', '.join(losses.GRAM_NORMS)}")
     memory = None if memory is None else parse_memory(memory)
     optimizer = optimizer or ("adam" if loss == "swd" else "lbfgs")
-    lr = lr or (1.0 if optimizer == "lbfgs" else 0.02)
+    lr = lr or PIXEL_LR.get(optimizer, 1.0)
     options.update(optimizer=optimizer, lr=lr)
     model = as_model(model, preprocess, pool, device)
     src, notes = read_input(source, channels=model.in_channels, size=size, what="source")
