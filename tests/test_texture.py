@@ -208,6 +208,7 @@ def test_read_image_conversions(tmp_path):
     x16, _ = read_image(tmp_path / "deep.png")
     x8, _ = read_image(tmp_path / "gray.png")
     assert torch.allclose(x16[0, 2], torch.from_numpy(rgb[..., 0] / 255.0).float(), atol=1e-6)   # BGR -> RGB
+    assert torch.allclose(x8, torch.from_numpy(rgb[..., 0] / 255.0).float().expand(1, 3, 5, 7), atol=1e-6)   # grey
     # a palette PNG, written by matplotlib's PIL
     from PIL import Image
 
