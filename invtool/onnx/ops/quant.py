@@ -2,6 +2,15 @@
 DequantizeLinear around float ops), QOperator (QLinearConv, QLinearMatMul and com.microsoft's QLinear*
 and QGemm) and dynamic (DynamicQuantizeLinear, ConvInteger, MatMulInteger).
 
+The com.microsoft ops are every one ORT's QOperator quantizer writes (onnxruntime.quantization.registry's
+QLinearOpsRegistry: QGemm, QLinearAdd/Mul, QLinearLeakyRelu/Sigmoid, QLinearGlobalAveragePool,
+QLinearAveragePool, QLinearConcat, QLinearSoftmax, QLinearWhere), plus QLinearReduceMean, which ORT
+defines but neither writes nor runs on the CPU. The other ops it quantises it keeps as the plain ONNX op on
+the integer tensor (MaxPool, Pad with the zero point or a quantised constant, Resize, Split, Transpose,
+Reshape, Squeeze, Unsqueeze, Flatten, Gather, ArgMax): invtool's generic converters give ORT's integers on
+the float-held values exactly, except Resize in linear mode, where ORT truncates its float result to the
+integer type and the generic converter keeps the fraction.
+
 The forward reproduces ONNX Runtime's integer arithmetic: round half to even, saturation to the integer
 type's range, zero points, and the float32 order of operations of its CPU kernels (a requantised
 accumulator is `float32(acc) * float32(scale_x * scale_w / scale_y)`, a quantised value `x / scale`).
@@ -23,12 +32,16 @@ DQ->Conv->Q into QLinearConv (int8 activations are not fused on x86 and drift as
 unfused runs of a uint8 model differ from each other by up to 5 steps. Only ORT's own summation order
 would remove the drift; no converter change can.
 """
+import itertools
+import math
+
 import torch
 from onnx import TensorProto
 
 from ...errors import InvtoolError
 from ..registry import converter
-from .conv import conv
+from .conv import conv, torch_pad
+from .pool import _end_pads, _geometry
 
 MS = "com.microsoft"
 ACC = torch.float64  # integer accumulations: exact for every int32 value
@@ -275,21 +288,120 @@ def qlinear_sigmoid(X, X_scale, X_zero_point, Y_scale, Y_zero_point=None):
     return _table_op(X, X_scale, X_zero_point, Y_scale, Y_zero_point, torch.sigmoid, "QLinearSigmoid")
 
 
+def _requantized(x, scale, zero_point, y_scale, y_zero_point, op: str):
+    """x quantised like Y: copied when its scale and zero point are Y's (ORT then copies), else requantised
+    as ORT's lookup table does (dequantize in float32, then quantize to Y)."""
+    same = bool(torch.equal(scale.float().cpu().reshape(-1), y_scale.float().cpu().reshape(-1))
+                and torch.equal(_zp(zero_point, scale).cpu().reshape(-1), _zp(y_zero_point, y_scale).cpu().reshape(-1)))
+    return x.float() if same else _table_op(x, scale, zero_point, y_scale, y_zero_point, lambda v: v, op)
+
+
 @converter("QLinearConcat", domain=MS, const_inputs=("Y_scale", "Y_zero_point"))
 def qlinear_concat(Y_scale, Y_zero_point, *inputs, axis):
     """Inputs come as (tensor, scale, zero point) triples; one quantised like Y is copied, any other is
     requantised as ORT's lookup table does (dequantize in float32, then quantize to Y)."""
-    lo, hi = _range(Y_zero_point, op="QLinearConcat")
+    _range(Y_zero_point, op="QLinearConcat")
     if len(inputs) % 3:
         raise InvtoolError(f"QLinearConcat takes (tensor, scale, zero point) triples after Y's scale and zero "
                            f"point; got {len(inputs)} inputs there")
-    parts = []
-    for x, scale, zero_point in zip(inputs[0::3], inputs[1::3], inputs[2::3]):
-        same = bool(torch.equal(scale.float().cpu(), Y_scale.float().cpu())
-                    and torch.equal(_zp(zero_point, scale).cpu(), _zp(Y_zero_point, Y_scale).cpu()))
-        parts.append(x.float() if same else _table_op(x, scale, zero_point, Y_scale, Y_zero_point, lambda v: v,
-                                                      "QLinearConcat"))
+    parts = [_requantized(x, scale, zero_point, Y_scale, Y_zero_point, "QLinearConcat")
+             for x, scale, zero_point in zip(inputs[0::3], inputs[1::3], inputs[2::3])]
     return torch.cat(parts, dim=axis)
+
+
+@converter("QLinearWhere", domain=MS, const_inputs=("x_scale", "x_zero_point", "y_scale", "y_zero_point", "z_scale",
+                                                    "z_zero_point"))
+def qlinear_where(condition, X, x_scale, x_zero_point, Y, y_scale, y_zero_point, z_scale, z_zero_point):
+    """Where(condition, X, Y), each of X and Y brought to Z's quantisation as QLinearConcat's inputs are
+    (copied when quantised like Z, else ORT's requantising lookup table)."""
+    _range(z_zero_point, op="QLinearWhere")
+    x = _requantized(X, x_scale, x_zero_point, z_scale, z_zero_point, "QLinearWhere")
+    y = _requantized(Y, y_scale, y_zero_point, z_scale, z_zero_point, "QLinearWhere").to(x.device)
+    return torch.where(condition.to(device=x.device, dtype=torch.bool), x, y)
+
+
+# QLinearSoftmax's float32 sum is sequential in ORT's kernel (emulated by a loop over the row); past this many
+# terms (a softmax over a flattened feature map, opset < 13) one float64 sum rounded once stands in for the loop,
+# which can put a value on a rounding boundary one step from ORT's
+_SEQUENTIAL_TERMS = 16384
+
+
+@converter("QLinearSoftmax", domain=MS, const_inputs=("X_scale", "x_zero_point", "y_scale", "y_zero_point"))
+def qlinear_softmax(X, X_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, axis=-1, opset):
+    """ORT's uint8/int8 softmax: a table of float32 exponentials of the integer distance to the row's maximum,
+    e = float32(exp((x - max + shift) * X_scale)) with shift = max(0, log(FLT_MAX / D) - 5) / X_scale (double),
+    summed in float32 in order, y = round(e * floor(1 / y_scale) / sum) + y_zero_point. The zero point of X
+    cancels. `opset` is the Softmax's: from 13 the softmax runs along `axis` alone, before it over the axes from
+    `axis` on, flattened (ONNX's coercion to N x D); ORT fills in the schema's axis=-1 at every opset. A row whose
+    maximum takes the whole probability rounds to 256 steps and saturates. The gradient flows through the
+    exponentials, the row maximum carrying none."""
+    lo, hi = _range(y_zero_point, op="QLinearSoftmax")
+    rank = X.dim()
+    axis = axis + rank if axis < 0 else axis
+    shape = X.shape
+    if opset >= 13:
+        moved = X.movedim(axis, -1)
+        rows = moved.reshape(-1, shape[axis])
+    else:
+        rows = X.reshape(math.prod(shape[:axis]), math.prod(shape[axis:]))
+    D = rows.shape[-1]
+    x_scale = float(_f32(X_scale).reshape(-1)[0])
+    shift = max(0.0, math.log(float(torch.tensor(torch.finfo(torch.float32).max) / float(D))) - 5.0) / x_scale
+    v = rows.to(ACC)
+    exps = torch.exp(((v - v.amax(dim=-1, keepdim=True).detach()) + shift) * x_scale).float()
+    if D <= _SEQUENTIAL_TERMS:
+        total = exps[:, 0]
+        for i in range(1, D):
+            total = total + exps[:, i]
+    else:
+        total = exps.to(ACC).sum(dim=-1).float()
+    multiplier = torch.floor(1.0 / _f32(y_scale.to(X.device)).reshape(()))
+    q = saturate(round_ste(exps * multiplier / total.unsqueeze(-1)) + _zp(y_zero_point, exps), lo, hi)
+    if opset >= 13:
+        return q.reshape(moved.shape).movedim(-1, axis)
+    return q.reshape(shape)
+
+
+@converter("QLinearAveragePool", domain=MS, const_inputs=("x_scale", "x_zero_point", "y_scale", "y_zero_point"))
+def qlinear_average_pool(X, x_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, auto_pad="NOTSET",
+                         ceil_mode=0, channels_last=0, count_include_pad=0, kernel_shape=None, pads=None,
+                         strides=None):
+    """ORT's kernel: X dequantised in float32, each window summed in float32 in row-major order, divided by the
+    cells of the window inside X (count_include_pad=0) or by the kernel's size (1; ceil_mode's overhang counted
+    too, as ORT does), quantised as round(v / y_scale + y_zero_point). A kernel covering the whole unpadded
+    input is ORT's QLinearGlobalAveragePool, its integer sum."""
+    lo, hi = _range(y_zero_point, op="QLinearAveragePool")
+    x = X.movedim(-1, 1) if channels_last else X
+    rank = len(kernel_shape)
+    strides, dilations, pads, overhang = _geometry(x, kernel_shape, strides, None, auto_pad, pads, ceil_mode)
+    if list(x.shape[2:]) == list(kernel_shape) and not any(pads):
+        y = qlinear_global_average_pool(x, x_scale, x_zero_point, y_scale, y_zero_point)
+        return y.movedim(1, -1) if channels_last else y
+    padding = torch_pad(_end_pads(pads, overhang))
+    values = torch.nn.functional.pad(_f32(x_scale.to(x.device)) * _centered(x, x_zero_point), padding)
+    inside = torch.nn.functional.pad(torch.ones_like(x[:1, :1]), padding)
+    out = [(n - k) // s + 1 for n, k, s in zip(values.shape[2:], kernel_shape, strides)]
+    total, count = 0.0, 0.0
+    for offset in itertools.product(*(range(k) for k in kernel_shape)):  # zeros add exactly: the window's sum
+        window = (..., *(slice(o, o + (m - 1) * s + 1, s) for o, m, s in zip(offset, out, strides)))
+        total, count = total + values[window], count + inside[window]
+    divisor = float(math.prod(kernel_shape)) if count_include_pad else count
+    value = total / divisor / _f32(y_scale.to(x.device)) + _zp(y_zero_point, total)
+    y = saturate(round_ste(value), lo, hi)
+    return y.movedim(1, -1) if channels_last else y
+
+
+@converter("QLinearReduceMean", domain=MS, const_inputs=("data_scale", "data_zero_point", "reduced_scale",
+                                                         "reduced_zero_point"))
+def qlinear_reduce_mean(data, data_scale, data_zero_point=None, reduced_scale=None, reduced_zero_point=None, *,
+                        axes, keepdims):
+    """The schema's Dequantize -> ReduceMean in float32 -> Quantize. ORT's quantizer never writes this op and
+    ORT has no CPU kernel for it: it is checked against that chain of standard ops in ORT."""
+    lo, hi = _range(reduced_zero_point, op="QLinearReduceMean")
+    value = _f32(data_scale.to(data.device)) * _centered(data, data_zero_point)
+    axes = tuple(a + data.dim() if a < 0 else a for a in axes)
+    value = value.mean(dim=axes, keepdim=bool(keepdims))
+    return _quantize(value, _f32(reduced_scale.to(data.device)), _zp(reduced_zero_point, value), lo, hi)
 
 
 # --- names ----------------------------------------------------------------------------------------
