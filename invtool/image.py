@@ -21,6 +21,7 @@ import PIL.Image
 import torch
 
 from .errors import InvtoolError
+from .memory import check_pixels
 from .param import resize_image
 
 _UMASK = os.umask(0)
@@ -48,7 +49,6 @@ def read_input(source, *, channels: int = 3, size: int | tuple[int, int] | None 
                            f"in [0, 1], got {shape}")
     x = to_channels(x, channels, notes, name)
     if size is not None:
-        from .tiled import check_pixels
         w, h = fit_size(x.shape[-1], x.shape[-2], size)
         check_pixels(1, h, w)
         x = resize_image(x, h, w)

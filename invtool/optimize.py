@@ -17,8 +17,9 @@ What the loop does for every command:
   non-finite check run (measured at 64 px on CPU, progress bar on: 0.92-1.07x the steps/s of a bare
   Adam loop);
 - in a memory budget (`memory`), each scale evaluates the objective in one pass or, when that would not fit,
-  exactly over tiles (invtool/tiled.py), and L-BFGS keeps fewer curvature pairs or gives way to Adam; the
-  Result's `memory` says what each scale did (on CUDA with its measured `peak`: the most bytes allocated);
+  exactly over tiles (invtool/tiled.py), and L-BFGS keeps fewer curvature pairs or gives way to Adam, as the
+  memory plan says (invtool/memory.py); the Result's `memory` says what each scale did (on CUDA with its
+  measured `peak`: the most bytes allocated);
 - Ctrl-C or SIGTERM ends the run at the next step (or tile) with `interrupted=True` and the best image so far;
 - a non-finite loss stops the run, keeps the last finite image and names the term that blew up;
 - deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
@@ -32,7 +33,6 @@ Example:
     >>> res.image.shape, res.steps_per_sec
 """
 import math
-import os
 import signal
 import threading
 import time
@@ -43,8 +43,10 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from . import tiled
 from .errors import InvtoolError
 from .geometry import size_step
+from .memory import LBFGS_HISTORY, Plan, plan as memory_plan
 from .objectives import Objective
 from .param import Param, pixel, resize_image
 from .transforms import Transform, is_random
@@ -52,7 +54,6 @@ from .transforms import Transform, is_random
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
 LR_SCHEDULES = ("constant", "step", "cosine")
-LBFGS_HISTORY = 50   # curvature pairs L-BFGS keeps
 # the step of each optimiser on pixels in [0, 1] where a command names none (texture's and style's Gram losses)
 PIXEL_LR = {"lbfgs": 1.0, "adam": 0.02, "sgd": 0.02}
 WORK_SIZE = 512      # texture's and style's working size: larger outputs are refined from it, one doubling at a time
@@ -86,7 +87,7 @@ class Result:
     stop_reason: str = ""               # why the run ended before its budget, in words
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
-    memory: list[dict] = field(default_factory=list)   # per scale: budget, optimiser, tiling (tiled.Plan.info)
+    memory: list[dict] = field(default_factory=list)   # per scale: budget, optimiser, tiling (memory.Plan.info)
 
 
 class _Stop(Exception):
@@ -125,7 +126,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
             halos wrap around.
         memory: the budget in bytes (or "2G"; None: what the device has free) for the image, the optimiser's
             state and the evaluation: past it each scale is evaluated in tiles, exactly, and L-BFGS keeps fewer
-            pairs or gives way to Adam (`tiled.plan`; said in the notes and `Result.memory`).
+            pairs or gives way to Adam (`memory.plan`; said in the notes and `Result.memory`).
         work_size: when the image's longer side is larger, the run starts at this size (with its `scales`
             below it) and is upsampled and refined at each doubling up to the output size: one more scale
             per doubling (0 or None: never). The deepest layers' receptive fields (VGG16's conv5_1: 212 px)
@@ -151,7 +152,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     if steps < len(sizes):   # every scale needs a step to hand an image on: keep the finest
         notes.append(f"{steps} steps for {len(sizes)} scales: only the {steps} finest are run")
         sizes = sizes[-steps:]
-    plans = [tiled.plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
+    plans = [memory_plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
     notes += [note for p in plans for note in p.notes]
     budgets = _budgets(steps, len(sizes), min(refine, len(sizes) - 1))
 
@@ -187,7 +188,7 @@ def _on_device(param: Param, device: torch.device) -> Param:
         return param.remake(param.image_fn().detach().to(device))
 
 
-def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, plan: "tiled.Plan",
+def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, plan: Plan,
                lr: float, lr_schedule, tol: float, wrap: bool) -> None:
     """One scale: up to `run.budget` steps of the plan's optimiser on `param`, every evaluation recorded in `run`;
     the objective evaluated in one pass or over the plan's tiles."""
@@ -428,64 +429,6 @@ def require_size(model, layers, h: int, w: int, what: str = "the image") -> None
                            f"use at least {need}x{need}")
 
 
-def estimate_memory(model, layers, h: int, w: int, batch: int = 1) -> int:
-    """Bytes one forward+backward pass at h x w needs beyond the weights.
-
-    Measures what autograd saves for the backward pass at two small sizes; the difference is the part
-    that grows with the pixel count (the weights it also saves do not), scaled to h x w and doubled for
-    the gradients flowing back through it. Layers that run at one input size only (fully connected ones)
-    are measured at that size. The measurements are cached on the model, so only its first call for
-    these layers runs the model (every command checks memory before optimising, and `optimize` again).
-    """
-    if model.fixed_size(layers):
-        return int(2 * batch * _saved_bytes(model, layers, model.min_size(layers)))
-    side = max(model.min_size(layers), 32)
-    saved = [_saved_bytes(model, layers, s) for s in (side, 2 * side)]
-    per_pixel = (saved[1] - saved[0]) / (3 * side * side)
-    return int(2 * per_pixel * batch * h * w)
-
-
-def _saved_bytes(model, layers, side: int) -> int:
-    """Bytes autograd saves for the backward pass of one side x side image (cached on the model, per
-    layers, side, pooling, padding and device)."""
-    cache = vars(model).setdefault("_saved_bytes_cache", {})
-    key = (tuple(layers), side, getattr(model, "pool", None), getattr(model, "padding", None), str(model.device))
-    if key not in cache:
-        cache[key] = _measure_saved_bytes(model, layers, side)
-    return cache[key]
-
-
-def _measure_saved_bytes(model, layers, side: int) -> int:
-    seen = {}
-
-    def pack(t):
-        seen[t.data_ptr()] = t.numel() * t.element_size()
-        return t
-
-    x = torch.rand(1, model.in_channels, side, side, device=model.device, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.features(x, layers)
-    return sum(seen.values())
-
-
-def available_memory(device) -> int | None:
-    """Bytes free for a run on `device`: free GPU memory, or the OS's MemAvailable; None if unknown."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def _budgets(steps: int, scales: int, refine: int) -> list[int]:
     """Steps per scale: even over the scales up to the working size; each of the last `refine` scales (the doublings
     past it) gets a quarter of the one before, since a step there costs four times as much, so that every doubling
@@ -570,6 +513,3 @@ def _stop_on_signals(stop: threading.Event):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-from . import tiled  # noqa: E402  (at the end: tiled uses this module's memory estimate)

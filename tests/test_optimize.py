@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from invtool import InvtoolError, losses
+from invtool.memory import estimate_memory, plan
 from invtool.objectives import Objective
-from invtool.optimize import Result, _budgets, _HeldTransform, _Run, chain, estimate_memory, optimize
+from invtool.optimize import Result, _budgets, _HeldTransform, _Run, chain, optimize
 from invtool.param import fourier, pyramid, resize_image
-from invtool.tiled import plan
 from invtool.transforms import compose, deterministic, is_random, random_roll
 
 LAYERS = ["conv1_1", "pool1"]
@@ -220,7 +220,7 @@ def test_memory_estimate(model, monkeypatch):
     assert estimate_memory(model, LAYERS, 128, 128) == pytest.approx(4 * est, rel=1e-3)   # grows with pixels
     conv1_1 = 64 * 64 * 64 * 4                      # bytes of one 64-channel float map at 64x64
     assert 2 * conv1_1 < est < 20 * conv1_1         # conv1_1 and conv1_2 are saved, and their gradients
-    monkeypatch.setattr("invtool.tiled.available_memory", lambda device: 2**30)
+    monkeypatch.setattr("invtool.memory.available_memory", lambda device: 2**30)
     opaque = Objective(lambda f, x: f["pool1"].mean(), ["pool1"], name="opaque")   # a term that cannot be tiled
     with pytest.raises(InvtoolError, match=r"a 8000x6000 image through pool1 needs about \d+\.\d GB for one pass, "
                                            r"more than the memory budget of 1\.0 GB leaves, and term opaque cannot"):

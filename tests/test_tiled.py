@@ -14,11 +14,13 @@ from devices import NEEDS_CUDA
 from invtool import InvtoolError, load_model, losses
 from invtool.cli import main
 from invtool.objectives import Objective
-from invtool.optimize import LBFGS_HISTORY, estimate_memory, optimize
 from invtool.style import content_objective, style_objective, transfer_style
 from invtool.image import read_image
+from invtool.memory import (IMAGE_BUFFERS, LBFGS_BUFFERS, LBFGS_HISTORY, STATE, Tiling, estimate_memory,
+                            parse_memory, plan)
+from invtool.optimize import optimize
 from invtool.texture import synthesize_texture, texture_objective
-from invtool.tiled import IMAGE_BUFFERS, LBFGS_BUFFERS, STATE, Tiling, evaluate, features, parse_memory, plan
+from invtool.tiled import evaluate, features
 
 BRICK = ROOT / "examples" / "textures" / "brick.png"
 CAT = ROOT / "examples" / "images" / "chelsea.png"
