@@ -18,10 +18,10 @@ import math
 import sys
 from dataclasses import dataclass
 
-import onnx
 import torch
 
 from .errors import InvtoolError
+from .onnx.graph import node_attributes
 
 # sizes at which shapes are measured: their difference (128) is a multiple of any stride up to 128
 _SIZES = (256, 384)
@@ -293,6 +293,7 @@ _WINDOWED = {"Conv", "MaxPool", "AveragePool", "LpPool"}
 _GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Reshape", "Gemm", "MatMul",
            "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2", "Shape", "Size", "Squeeze",
            "Unsqueeze"}
+_MOVING = {"Transpose", "Pad", "Slice", "Gather"}   # ops that move the spatial axes or their start
 
 
 def receptive_field(model, name: str) -> ReceptiveField:
@@ -361,11 +362,14 @@ class _Unknown(Exception):
 
 
 def _through(model, node, inputs) -> dict | None:
-    """The spatial geometry of `node`'s outputs from its inputs' (None: not spatial)."""
+    """The spatial geometry of `node`'s outputs from its inputs' (None: not spatial). Attributes are decoded only
+    for the ops the walk knows (a node with a subgraph is unknown here, not an error)."""
     op = node.op_type
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     if op in _GLOBAL:
         return None
+    if op not in _POINTWISE | _WINDOWED | _MOVING:
+        raise _Unknown(f"op {op} (node {node.name!r}) moves pixels in a way the receptive-field walk does not know")
+    attrs = node_attributes(node)
     if op == "Transpose":
         perm = attrs["perm"]
         return {i: inputs[0][p] for i, p in enumerate(perm) if p in inputs[0]}
@@ -405,8 +409,7 @@ def _window(model, node, attrs, g):
     kernel = attrs.get("kernel_shape") or list(_constant(model, node.input[1]).shape[2:])
     strides_ = attrs.get("strides", [1, 1])
     dilations = attrs.get("dilations", [1, 1])
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = attrs.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = same_pads([64 * s * g[a][1] for a, s in zip((2, 3), strides_)], kernel, strides_, dilations, auto_pad)
     else:
@@ -456,5 +459,8 @@ def _constant(model, name: str):
         return model._weights[name].cpu().numpy()
     for node in model.proto.graph.node:
         if node.op_type == "Constant" and node.output[0] == name:
-            return onnx.numpy_helper.to_array(node.attribute[0].t)
+            value = node_attributes(node).get("value")
+            if value is None:
+                raise _Unknown(f"Constant {name!r} holds no tensor value")
+            return value.numpy()
     raise _Unknown(f"tensor {name!r} is computed, not constant")

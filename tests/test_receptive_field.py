@@ -56,3 +56,16 @@ def test_a_layer_without_spatial_axes_is_refused(resnet18_onnx):
     model = load_model(resnet18_onnx[0], device="cpu")
     with pytest.raises(InvtoolError, match="has no spatial resolution"):
         receptive_field(model, "fc")
+
+
+def test_a_node_with_a_subgraph_is_unknown_not_an_error():
+    """The walk decodes the attributes of the ops it knows only (`graph.node_attributes` refuses a subgraph): an
+    If on the spatial path is an op the walk does not know, as before it decoded attributes that way."""
+    import onnx
+
+    from invtool.geometry import _through, _Unknown
+
+    body = onnx.helper.make_graph([], "body", [], [])
+    node = onnx.helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=body, else_branch=body)
+    with pytest.raises(_Unknown, match=r"op If \(node 'branch'\) moves pixels in a way"):
+        _through(None, node, [{2: (1, 1, 0), 3: (1, 1, 0)}])
