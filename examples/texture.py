@@ -14,7 +14,7 @@ OUT = Path("out/examples")
 
 model = invtool.load_model("models/vgg16.onnx")          # load once, reuse for several runs
 run = invtool.synthesize_texture(HERE / "textures" / "ihc.png", model=model, size=128,
-                                 out_size=(384, 192),    # any size: the statistics do not depend on it
+                                 out_size=(192, 384),    # any size: the statistics do not depend on it
                                  tile=True,              # wraps around seamlessly
                                  steps=200, seed=0)
 print("written:", *run.save(OUT / "texture.png", report=True))

@@ -37,14 +37,14 @@ SIZE = Size()
 
 
 class SideOrSize(click.ParamType):
-    """N (an image's longer side, or a square tile) -> int, or WxH -> (W, H), as the Python API takes it."""
+    """N (an image's longer side, or a square tile) -> int, or WxH -> (H, W), as the Python API takes it."""
 
     name = "side-or-size"
 
     def convert(self, value, param, ctx):
         if isinstance(value, (int, tuple)):
             return value
-        return int(value) if str(value).isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)[::-1]
+        return int(value) if str(value).isdigit() and int(value) > 0 else SIZE.convert(value, param, ctx)
 
 
 SIDE_OR_SIZE = SideOrSize()
@@ -212,19 +212,15 @@ def texture(source, output, report, quiet, model, preprocess, pool, device, laye
 
     check_output(output, source)
     kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, loss=loss, gram_norm=gram_norm,
-                  size=size, out_size=out_size[::-1] if out_size else None, tile=tile, progress=not quiet, **optim)
+                  size=size, out_size=out_size, tile=tile, progress=not quiet, **optim)
     if sweep or sweep_layers or sweep_weights:
         run = texture_sweep(source, layer_weights=layer_weights.strip(),
-                            layer_sets=[_names(s) for s in sweep_layers.split(";")] if sweep_layers else None,
+                            layer_sets=sweep_layers.split(";") if sweep_layers else None,
                             weightings=[w.strip() for w in sweep_weights.split(";")] if sweep_weights else None,
                             **kwargs)
     else:
         run = synthesize_texture(source, layers=layers or None, layer_weights=layer_weights.strip(), **kwargs)
     finish(run, output, report)
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 # --- visualize -----------------------------------------------------------------------------------
@@ -327,7 +323,7 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
     check_output(output, image)
     kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, progress=not quiet, **options)
     if compare:
-        run = compare_layers(image, layers=None if compare == "stages" else _names(compare), **kwargs)
+        run = compare_layers(image, layers=None if compare == "stages" else compare, **kwargs)
         runs = run.record["runs"]
     else:
         run = invert_api(image, layers=",".join(layers) or None, **kwargs)
@@ -435,7 +431,7 @@ def atlas_command(model_path, model, output, layers, quiet, **options):
       invtool atlas models/vgg16.onnx -o out/atlas --workers 2        # on a local Ray
     """
     try:
-        rec = build_atlas(model_path or model, output, layers=_names(layers) if layers else None, progress=not quiet,
+        rec = build_atlas(model_path or model, output, layers=layers or None, progress=not quiet,
                           **options)
     except KeyboardInterrupt:
         click.echo(f"interrupted: the finished units are kept in {output}; the same command goes on from there",

@@ -34,7 +34,7 @@ def read_input(source, *, channels: int = 3, size: int | tuple[int, int] | None 
                what: str = "image") -> tuple[torch.Tensor, list[str]]:
     """The one reader of command inputs: an image file or a tensor -> `[1, channels, H, W]` float in [0, 1] on
     the CPU, checked (finite, not too many pixels), converted to `channels` (`to_channels`) and resized to
-    `size` (an int: the longer side, aspect kept; a (width, height) pair), plus notes for the run record."""
+    `size` (an int: the longer side, aspect kept; a (height, width) pair), plus notes for the run record."""
     if isinstance(source, (str, Path)):
         x, notes = read_image(source, channels=channels)
         name = Path(source).name
@@ -49,7 +49,7 @@ def read_input(source, *, channels: int = 3, size: int | tuple[int, int] | None 
                            f"in [0, 1], got {shape}")
     x = to_channels(x, channels, notes, name)
     if size is not None:
-        w, h = fit_size(x.shape[-1], x.shape[-2], size)
+        h, w = fit_size(*x.shape[-2:], size)
         check_pixels(1, h, w)
         x = resize_image(x, h, w)
     return x, notes
@@ -84,7 +84,7 @@ def read_image(path, size: int | tuple[int, int] | None = None, channels: int = 
     Grayscale is repeated to RGB (kept as `[1, 1, H, W]` with `channels=1`), alpha is composited on white, palette and 16-bit images are expanded,
     and a photo is turned upright as its EXIF orientation says (OpenCV's IMREAD_UNCHANGED, which keeps
     alpha and 16-bit depth, ignores it); each conversion adds a note for the run record. `size` resizes: an int sets the longer side (aspect
-    kept), a (width, height) pair sets both.
+    kept), a (height, width) pair sets both.
     """
     path = Path(path)
     if not path.is_file():
@@ -121,7 +121,7 @@ def read_image(path, size: int | tuple[int, int] | None = None, channels: int = 
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].contiguous()
     if size is not None:
-        w, h = fit_size(x.shape[-1], x.shape[-2], size)
+        h, w = fit_size(*x.shape[-2:], size)
         x = resize_image(x, h, w)
     return x, notes
 
@@ -148,11 +148,12 @@ def orient(img: np.ndarray, orientation: int) -> np.ndarray:
     return t[::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
 
 
-def fit_size(w: int, h: int, size: int | tuple[int, int]) -> tuple[int, int]:
-    """(width, height) for `size`: an int is the longer side (aspect kept), a pair is (width, height)."""
+def fit_size(h: int, w: int, size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) for `size`: an int is the longer side (aspect kept), a pair is (height, width), as every
+    size in invtool's code (records write [h, w]; only the command line reads WxH, as images are named)."""
     if isinstance(size, int):
-        k = size / max(w, h)
-        return max(1, round(w * k)), max(1, round(h * k))
+        k = size / max(h, w)
+        return max(1, round(h * k)), max(1, round(w * k))
     return int(size[0]), int(size[1])
 
 

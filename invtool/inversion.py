@@ -32,10 +32,11 @@ from .geometry import choose_layers, default_layers, fit_to_model
 from .image import contact_sheet, read_input
 from .metrics import reconstruction_metrics
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import MAX_WEIGHT, Objective, layer_weights
+from .objectives import MAX_WEIGHT, Objective, parse_layers
 from .optimize import Result, chain, optimize, require_size
 from .param import pyramid, resize_image
-from .record import Run, build_record
+from .record import Run, build_record, join_records
+from .start import initial_image
 from .transforms import jitter as jitter_transform
 
 INITS = ("noise", "gray", "blur")
@@ -67,7 +68,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
         layers: "LAYER[:WEIGHT],…", a list of "LAYER[:WEIGHT]", or a {name: weight} dict: each layer once,
             weight 1 when none is given, the weights used as given (`objectives.layer_weights`); None:
             the model's default (`geometry.default_layers`: conv3_1 on VGG16, else its middle stage).
-        size: resize the image (file or tensor) first: N (longer side) or (width, height); None keeps it. Fully connected
+        size: resize the image (file or tensor) first: N (longer side) or (height, width); None keeps it. Fully connected
             layers override it with the input size they need (the record notes it).
         alpha, alpha_weight: exponent and weight of the α-norm prior on the centred image.
         tv_beta, tv_weight: exponent and weight of the total-variation prior.
@@ -134,7 +135,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
                         save_every=save_every, seed=seed, progress=progress)
 
     # later restarts start from noise: a fixed start would repeat itself
-    starts = torch.cat([initial_image(init if k == 0 or init in ("noise", "blur") else "noise", src.shape, seed + k)
+    starts = torch.cat([initial_image(init if k == 0 or init in ("noise", "blur") else "noise", src.shape, seed=seed + k)
                         for k in range(restarts)])
     if restarts == 1:
         result = run(starts, steps)
@@ -149,8 +150,8 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
         ended = searched.interrupted or bool(searched.stop_reason)
         result = searched if ended else chain([searched, run(merged, polish, offset=searched.steps)])
     metrics = reconstruction_metrics(model, src, result.image, names)
-    record = build_record("invert", options, result, model=model, layers=names, metrics=metrics, notes=notes)
-    record["layer_weights"] = weights
+    record = build_record("invert", options, result, model=model, layers=names, metrics=metrics, notes=notes,
+                          layer_weights=weights)
     return Run(result.image, record, {"original": src}, result.snapshots)
 
 
@@ -207,27 +208,6 @@ def inversion_objective(model: FeatureModel, original: torch.Tensor, weights: di
     return sum(terms)
 
 
-def parse_layers(model: FeatureModel, spec) -> dict[str, float]:
-    """{layer: weight} by `objectives.layer_weights`' rule (unweighted 1, no repeats), weights as given;
-    every name is checked against the model."""
-    weights = layer_weights(spec, known=model)
-    for name in weights:
-        _check_layer(model, name)
-    return weights
-
-
-def _check_layer(model: FeatureModel, name: str) -> None:
-    try:
-        model.resolve(name)
-    except InvtoolError:
-        arch = model.metadata.get("invtool.arch", "")
-        if arch.endswith("-conv") and (name.startswith("fc") or name.startswith("classifier")):
-            raise InvtoolError(f"{model.path} has no fully connected layer {name!r}: it is {arch}, the "
-                               f"convolutional part only; use a conv/pool layer or a model exported with its "
-                               f"classifier") from None
-        raise
-
-
 def check_priors(alpha: float, alpha_weight: float, tv_beta: float, tv_weight: float) -> None:
     """InvtoolError for exponents or weights no run could use."""
     for flag, w in (("--alpha-weight", alpha_weight), ("--tv-weight", tv_weight)):
@@ -237,22 +217,6 @@ def check_priors(alpha: float, alpha_weight: float, tv_beta: float, tv_weight: f
         raise InvtoolError(f"--alpha {alpha:g} is out of range; give an exponent in [1, 20] (6 is the usual)")
     if not (math.isfinite(tv_beta) and 0 < tv_beta <= 4):
         raise InvtoolError(f"--tv-beta {tv_beta:g} is out of range; give an exponent in (0, 4] (1 or 2 are usual)")
-
-
-def initial_image(init, shape, seed: int = 0) -> torch.Tensor:
-    """The starting image of `shape` (N, C, H, W): uniform noise, flat gray, noise blurred to 1/8 of the size,
-    or a given image (a file or a tensor) with C channels, resized to the shape."""
-    generator = torch.Generator().manual_seed(seed)
-    n, c, h, w = shape
-    if isinstance(init, torch.Tensor) or init not in INITS:
-        start = read_input(init, channels=c, what="starting image")[0]
-        return resize_image(start, h, w).expand(n, c, h, w).clone()
-    if init == "gray":
-        return torch.full((n, c, h, w), 0.5)
-    if init == "blur":
-        coarse = torch.rand(n, c, max(1, h // 8), max(1, w // 8), generator=generator)
-        return resize_image(coarse, h, w)
-    return torch.rand(n, c, h, w, generator=generator)
 
 
 def compare_layers(image, *, layers=None, **kwargs) -> Run:
@@ -268,9 +232,7 @@ def compare_layers(image, *, layers=None, **kwargs) -> Run:
     """
     model = as_model(kwargs.pop("model", DEFAULT_MODEL), kwargs.pop("preprocess", None), kwargs.get("pool", "max"),
                      kwargs.pop("device", None))   # loaded once for all runs
-    layers = [layers] if isinstance(layers, str) else list(layers or default_layers(model, "compare"))
-    for name in layers:
-        parse_layers(model, name)
+    layers = list(parse_layers(model, layers or default_layers(model, "compare")))   # "a,b,c", a list or a name
     runs = []
     for name in layers:
         runs.append(invert(image, model=model, layers=name, **kwargs))
@@ -281,12 +243,8 @@ def compare_layers(image, *, layers=None, **kwargs) -> Run:
     sheet = contact_sheet([original] + [resize_image(r.image, h, w) for r in runs],
                           ["original"] + [f"{r.record['layers'][0]} {r.record['metrics']['psnr']:.1f} dB"
                                           for r in runs], cols=min(len(runs) + 1, 4))
-    record = dict(runs[-1].record, command="invert --compare", layers=layers[:len(runs)], runs=[
-        {"label": r.record["layers"][0], **{k: r.record[k] for k in (
-            "layers", "sizes", "steps", "wall_time", "steps_per_sec", "final_loss", "metrics", "stop_reason",
-            "notes", "history")}} for r in runs])
-    record["metrics"] = {r.record["layers"][0]: r.record["metrics"] for r in runs}
-    record["interrupted"] = any(r.interrupted for r in runs)
+    record = join_records("invert --compare", runs, [r.record["layers"][0] for r in runs], layers=layers[:len(runs)],
+                          metrics={r.record["layers"][0]: r.record["metrics"] for r in runs})
     return Run(sheet, record, {"original": original})
 
 

@@ -84,6 +84,10 @@ class FeatureModel:
         """The ONNX tensor name behind an alias or tensor name; an unknown name lists close matches."""
         if name in self:
             return name if name in self._producer else self.aliases[name]
+        arch = self.metadata.get("invtool.arch", "")
+        if arch.endswith("-conv") and name.startswith(("fc", "classifier")):
+            raise InvtoolError(f"{self.path} has no fully connected layer {name!r}: it is {arch}, the convolutional "
+                               "part only; use a conv/pool layer or a model exported with its classifier")
         raise InvtoolError(f"unknown layer {name!r}{close_matches(name, [*self.aliases, *self._producer])}; "
                            f"`invtool layers {self.path or 'MODEL'}` lists them")
 

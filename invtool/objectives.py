@@ -211,6 +211,20 @@ def layer_weights(spec, what: str = "", known=None, normalise: bool = False) -> 
     return {name: w / total for name, w in weights.items()}
 
 
+def parse_layers(model, spec, what: str = "", normalise: bool = False) -> dict[str, float]:
+    """`layer_weights` of `spec` with every name checked against `model` (`FeatureModel.resolve`: an unknown name
+    lists close matches): the one place where commands read and check the layers they are given.
+
+    Example:
+        >>> parse_layers(model, "conv3_1,conv1_1:0.5")
+        {'conv3_1': 1.0, 'conv1_1': 0.5}
+    """
+    weights = layer_weights(spec, what, known=model, normalise=normalise)
+    for name in weights:
+        model.resolve(name)
+    return weights
+
+
 # --- feature visualisation: quantities to maximise (the engine minimises, so optimise their negation) ---
 
 def channel(layer: str, index: int, tensor: str | None = None) -> Objective:

@@ -67,18 +67,28 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_record(command: str, options: dict, result: Result, *, model=None, layers=None,
-                 metrics: dict | None = None, notes: list[str] | None = None) -> dict:
-    """The JSON-ready record of one run: options, model identity, versions, histories, timings, metrics."""
-    rec = {
+def record_header(command: str, options: dict, model=None) -> dict:
+    """What every record starts with (a run's and the atlas's): the command, when, how it was called, its
+    options, the model's card and the versions of what ran it."""
+    return {
         "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv,
         "options": options,
         "model": None if model is None else model.card(),
+        "versions": package_versions(),
+    }
+
+
+def build_record(command: str, options: dict, result: Result, *, model=None, layers=None,
+                 metrics: dict | None = None, notes: list[str] | None = None, **extra) -> dict:
+    """The JSON-ready record of one run, built once from what it returns: options, model identity, versions,
+    histories, timings, metrics, and the command's own fields (`extra`, e.g. its layer weights). Sizes are
+    `[h, w]`, as everywhere in records."""
+    rec = {
+        **record_header(command, options, model),
         "layers": list(layers or []),
         "seed": options.get("seed"),
-        "versions": package_versions(),
         "device": result.device,
         "steps": result.steps,
         "wall_time": round(result.wall_time, 3),
@@ -93,8 +103,21 @@ def build_record(command: str, options: dict, result: Result, *, model=None, lay
         "notes": list(notes or []) + result.notes,
         "memory": result.memory,   # per scale: the budget, the optimiser, one pass or the tiling (tiled.plan)
         "history": {"loss": result.history, "terms": result.term_history},
+        **extra,
     }
     return rec
+
+
+RUN_FIELDS = ("layers", "layer_weights", "sizes", "steps", "wall_time", "steps_per_sec", "final_loss", "metrics",
+              "stop_reason", "notes", "history")
+
+
+def join_records(command: str, runs: list["Run"], labels: list[str], **extra) -> dict:
+    """One record for several runs shown side by side (`texture --sweep`, `invert --compare`): the last run's
+    record with each run's own fields (`RUN_FIELDS`) under `runs`, labelled, and `extra` on top."""
+    return dict(runs[-1].record, command=command, interrupted=any(r.interrupted for r in runs), runs=[
+        {"label": label, **{k: r.record[k] for k in RUN_FIELDS if k in r.record}} for label, r in zip(labels, runs)],
+        **extra)
 
 
 def save_run(path, image: torch.Tensor, record: dict, *, report: bool = False,

@@ -24,11 +24,13 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, fit_to_model, size_step, stride
 from .image import match_histograms, read_input, rgb_to_yuv, yuv_to_rgb
+from .memory import parse_memory
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, Sum, layer_weights
+from .objectives import Objective, Sum, parse_layers
 from .optimize import PIXEL_LR, WORK_SIZE, optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
+from .start import initial_image
 from . import tiled
 
 CONTENT_LAYERS = KNOWN_DEFAULTS["vgg16"]["content"]   # on VGG16, Gatys et al. 2016
@@ -72,7 +74,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
             "blend:W:style" (W x content + (1 - W) x style).
         pool: "max", or "avg" to swap every max pooling for average pooling (Gatys: smoother results).
         preserve_color: "none", "luminance" or "histogram" (see the module docstring).
-        size: the output's longer side N, or (width, height); None keeps the content's size. 160 px and
+        size: the output's longer side N, or (height, width); None keeps the content's size. 160 px and
             200 steps take about a minute on 2 CPU cores; ask for more with `size` and `steps`.
         memory: the budget, bytes or "2G" (None: what the device has free): past it the output is optimised in
             tiles, exactly, and L-BFGS keeps fewer pairs or gives way to Adam (the record's `memory` and notes
@@ -101,7 +103,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         raise InvtoolError("give at least one style image")
     if style_scale <= 0:
         raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
-    memory = None if memory is None else tiled.parse_memory(memory)
+    memory = None if memory is None else parse_memory(memory)
     blend = blend_weights(style_blend, len(styles))
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
     optimizer = optimizer or ("adam" if style_loss == "swd" else "lbfgs")
@@ -113,11 +115,9 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         raise InvtoolError(f"--preserve-color {preserve_color} with a grey-input model: its images have no colour "
                            "to keep; leave --preserve-color out")
     content_img, notes = read_input(content, channels=model.in_channels, size=size, what="content")
-    content_w = layer_weights(choose_layers(model, content_layers, "content", notes, progress), "content", known=model)
-    style_w = layer_weights(choose_layers(model, style_layers, "style", notes, progress), "style", known=model,
-                            normalise=True)
-    for name in [*content_w, *style_w]:
-        model.resolve(name)
+    content_w = parse_layers(model, choose_layers(model, content_layers, "content", notes, progress), "content")
+    style_w = parse_layers(model, choose_layers(model, style_layers, "style", notes, progress), "style",
+                           normalise=True)
     layers = list(dict.fromkeys([*content_w, *style_w]))
     style_imgs = []
     for s in styles:
@@ -147,7 +147,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     objective = content_weight * content_obj + style_weight * style_obj
     if tv_weight:
         objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")   # per pixel
-    start = initial_image(init, target, style_imgs, blend, torch.Generator().manual_seed(seed))
+    if not isinstance(init, str) or not (init in ("content", "style", "noise") or init.startswith("blend:")):
+        raise InvtoolError(f"bad init {init!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
+                           "(the content's share)")
+    start = initial_image(init, target.shape, seed=seed, like=target, styles=style_imgs, blend=blend)
     result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, work_size=work_size, callback=callback, save_every=save_every, seed=seed,
                       progress=progress, memory=memory)
@@ -162,9 +165,9 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
              for s in style_imgs]
     notes += [f"style {i + 1}: {s.shape[-1]}x{s.shape[-2]} resized to {sw}x{sh} for the {w}x{h} output"
               for i, (s, (sh, sw)) in enumerate(zip(style_imgs, sizes)) if (sh, sw) != tuple(s.shape[-2:])]
-    record = build_record("style", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
-    record.update(content_layers=content_w, style_layers=style_w, output_size=[w, h],
-                  style_sizes=[[sw, sh] for sh, sw in sizes])
+    record = build_record("style", options, result, model=model, layers=layers, metrics=metrics, notes=notes,
+                          content_layers=content_w, style_layers=style_w, output_size=[h, w],
+                          style_sizes=[list(s) for s in sizes])
     inputs = {"content": content_img, **{f"style {i + 1}" if len(styles) > 1 else "style": s
                                          for i, s in enumerate(style_imgs)}}
     return Run(image, record, inputs, snapshots)
@@ -232,31 +235,6 @@ def per_size(compute):
             cache[where.size] = compute(*where.size, where.tiling)
         return cache[where.size]
     return get
-
-
-def initial_image(spec: str, content: torch.Tensor, styles: list[torch.Tensor], blend: list[float],
-                  generator: torch.Generator) -> torch.Tensor:
-    """The starting image for `init`: content, style (the blend of the styles at the content's size), noise,
-    or blend:W[:style]."""
-    h, w = content.shape[-2:]
-    parts = spec.split(":")
-    if parts[0] == "content" and len(parts) == 1:
-        return content
-    if parts[0] == "noise" and len(parts) == 1:
-        return torch.rand(content.shape, generator=generator)
-    style = sum(b * resize_image(s, h, w) for b, s in zip(blend, styles))
-    if parts[0] == "style" and len(parts) == 1:
-        return style
-    if parts[0] == "blend" and len(parts) in (2, 3) and parts[2:] in ([], ["noise"], ["style"]):
-        try:
-            k = float(parts[1])
-        except ValueError:
-            k = -1.0
-        if 0 <= k <= 1:
-            other = style if parts[2:] == ["style"] else torch.rand(content.shape, generator=generator)
-            return k * content + (1 - k) * other
-    raise InvtoolError(f"bad init {spec!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
-                       "(the content's share)")
 
 
 def blend_weights(blend, n: int) -> list[float]:

@@ -10,7 +10,7 @@ and the statistics cover exactly one period (deterministic, so L-BFGS's line sea
 random circular shift per step would not). The source's statistics come from the model as it is.
 
 Example:
-    >>> run = synthesize_texture("examples/textures/brick.png", out_size=(384, 256), tile=True)
+    >>> run = synthesize_texture("examples/textures/brick.png", out_size=(256, 384), tile=True)   # (h, w)
     >>> run.save("out/brick.png", report=True)
 """
 import itertools
@@ -23,18 +23,19 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, fit_to_model, stride
 from .image import fit_size, is_grey, read_input
+from .memory import parse_memory, plan
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, Sum, layer_weights as layer_weights_of
+from .objectives import Objective, Sum, layer_weights as layer_weights_of, parse_layers
 from .optimize import PIXEL_LR, WORK_SIZE, optimize, require_size
 from .param import resize_image
-from .record import Run, build_record
-from .tiled import parse_memory, plan, score
+from .record import Run, build_record, join_records
+from .start import initial_image
+from .tiled import score
 from .transforms import deterministic
 
 GATYS_LAYERS = KNOWN_DEFAULTS["vgg16"]["texture"]   # Gatys et al. 2015
 LOSSES = ("gram", "sorted", "swd")
 WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")
-INIT_NOISE = 0.2   # the range of the starting noise around the source's mean colour (see initial_noise)
 
 
 def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None,
@@ -59,8 +60,8 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         loss: "gram" | "sorted" | "swd".
         gram_norm: the Gram normalisation, a key of `losses.GRAM_NORMS`; "gatys" is Gatys et al.'s
             1/(4 N² M²) and does not depend on the image size.
-        size: resize the source first: N (longer side) or (width, height).
-        out_size: the output's N (longer side, the source's aspect) or (width, height); default the
+        size: resize the source first: N (longer side) or (height, width).
+        out_size: the output's N (longer side, the source's aspect) or (height, width); default the
             (resized) source's size.
         tile: make the output wrap around seamlessly.
         optimizer: default "lbfgs" (lr 1) for gram and sorted, "adam" (lr 0.02) for swd, whose random
@@ -89,14 +90,12 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     options.update(optimizer=optimizer, lr=lr)
     model = as_model(model, preprocess, pool, device)
     src, notes = read_input(source, channels=model.in_channels, size=size, what="source")
-    given = layer_weights_of(choose_layers(model, layers, "texture", notes, progress), "texture", known=model)
+    given = parse_layers(model, choose_layers(model, layers, "texture", notes, progress), "texture")
     layers = list(given)
-    for name in layers:
-        model.resolve(name)
     weights = layer_weighting(model, given, layer_weights)
     require_size(model, layers, *src.shape[-2:], what="the source (after --size)")
     src = resize_image(src, *fit_to_model(model, layers, *src.shape[-2:], notes, "the source (after --size)"))
-    ow, oh = fit_size(src.shape[-1], src.shape[-2], out_size) if out_size else (src.shape[-1], src.shape[-2])
+    oh, ow = fit_size(*src.shape[-2:], out_size) if out_size else tuple(src.shape[-2:])
     oh, ow = fit_to_model(model, layers, oh, ow, notes)
 
     if tile and (period := max(stride(model, n) for n in layers)) and (oh % period or ow % period):
@@ -109,7 +108,7 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
     if grey and src.shape[1] == 3:
         notes.append("grey source: grey result (grey starting noise, the model sees the channels' mean, so the "
                      "three channels stay equal; Gram statistics of a grey source hardly pin the colours)")
-    init = initial_noise(src, oh, ow, seed, grey=grey)
+    init = initial_image("mean-noise", (1, src.shape[1], oh, ow), seed=seed, like=src)
     result = optimize(net, objective, init, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, work_size=work_size, callback=callback, save_every=save_every, seed=seed,
                       progress=progress, wrap=tile, transforms=to_grey if grey else None, memory=memory)
@@ -117,21 +116,9 @@ def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, lay
         result = replace(result, image=to_grey(result.image),
                          snapshots=[(step, to_grey(x)) for step, x in result.snapshots])
     metrics = {"gram_loss": gram_texture_loss(model, src, result.image, layers, memory)}
-    record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
-    record["layer_weights"] = weights
+    record = build_record("texture", options, result, model=model, layers=layers, metrics=metrics, notes=notes,
+                          layer_weights=weights)
     return Run(result.image, record, {"source": src}, result.snapshots)
-
-
-def initial_noise(source: torch.Tensor, h: int, w: int, seed: int = 0, grey: bool = False) -> torch.Tensor:
-    """The start: the source's mean colour plus uniform noise of range `INIT_NOISE` (the same in every
-    channel when `grey`).
-
-    Gatys' full-range white noise leaves pixel-level colour noise that the Gram losses hardly see: on
-    VGG16 (brick, 128 px, 200 L-BFGS steps, one scale) the Gram loss ends at 12.4 from white noise and
-    6.9 from 0.5 +- 0.1; on ihc 7.9 from 0.5 +- 0.1 and 6.2 from its mean colour +- 0.1.
-    """
-    noise = torch.rand(1, 1 if grey else source.shape[1], h, w, generator=torch.Generator().manual_seed(seed)) - 0.5
-    return (source.mean((2, 3), keepdim=True) + INIT_NOISE * noise).clamp(0, 1)
 
 
 @deterministic
@@ -207,7 +194,7 @@ def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
     model = as_model(kwargs.pop("model", DEFAULT_MODEL), kwargs.pop("preprocess", None), kwargs.get("pool", "max"),
                      kwargs.pop("device", None))   # loaded once for all runs
     defaults = default_layers(model, "texture")
-    layer_sets = ([list(s) for s in layer_sets] if layer_sets
+    layer_sets = ([parse_layers(model, s, "texture") for s in layer_sets] if layer_sets
                   else [defaults[:k] for k in range(1, len(defaults) + 1)])
     runs, labels = [], []
     for layers, weighting in itertools.product(layer_sets, weightings):
@@ -219,11 +206,6 @@ def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
             break
     source_img = runs[0].inputs["source"]
     sheet = contact_sheet([source_img] + [r.image for r in runs], ["source"] + labels)
-    record = dict(runs[-1].record, command="texture --sweep", runs=[
-        {"label": lb, **{k: r.record[k] for k in ("layers", "layer_weights", "steps", "wall_time", "steps_per_sec",
-                                                  "final_loss", "metrics", "stop_reason", "history")}}
-        for lb, r in zip(labels, runs)])
-    record["options"] = dict(record["options"], layer_sets=layer_sets, weightings=weightings)
-    record["layers"] = layer_sets
-    record["interrupted"] = any(r.interrupted for r in runs)
+    record = join_records("texture --sweep", runs, labels, layers=layer_sets,
+                          options=dict(runs[-1].record["options"], layer_sets=layer_sets, weightings=weightings))
     return Run(sheet, record, {"source": source_img})

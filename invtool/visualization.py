@@ -25,11 +25,12 @@ from .errors import InvtoolError, close_matches
 from .geometry import fit_to_model, size_step
 from .image import contact_sheet, fit_size, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, channel, neuron, on_image
+from .objectives import Objective, channel, neuron, on_image, parse_layers
 from .objectives import layer as layer_energy
 from .optimize import Result, chain, optimize, require_size, scale_sizes
 from .param import fourier, pixel, resize_image
 from .record import Run, build_record
+from .start import initial_image
 from .transforms import compose, jitter as jitter_transform, rotate as rotate_transform, scale as scale_transform
 
 PARAMS = ("fourier", "pixel")
@@ -64,7 +65,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         param: "fourier" (decorrelated colour, 1/f frequency scaling; readable pictures from noise) or
             "pixel"; default "fourier" from noise and "pixel" from an image (DeepDream's own: the
             sigmoid of the Fourier parameterisation hardly moves an image's near-black and near-white pixels).
-        size: the tiles' size: N (square; with `image`, its longer side) or (width, height). Layers that
+        size: the tiles' size: N (square; with `image`, its longer side) or (height, width). Layers that
             need a fixed input (VGG16's fc6-fc8) impose their own.
         image: an image file or `[1, 3, H, W]` tensor in [0, 1] to start from.
         jitter, scale_jitter, rotate: the random transforms at each step: a shift of up to `jitter` px, a
@@ -100,17 +101,15 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         read[name] = relu_input(model, name)
         return read[name]
     tile_objectives, labels = _tile_objectives(layer, channels, objectives, tensor_of)
-    layers = list(dict.fromkeys(name for o in tile_objectives for name in o.layers))
-    for name in layers:
-        model.resolve(name)
+    layers = list(parse_layers(model, list(dict.fromkeys(name for o in tile_objectives for name in o.layers))))
     n, notes = len(tile_objectives), []
     pre = [f"{name} ({tensor})" for name, tensor in read.items() if tensor != model.resolve(name)]
 
     if image is not None:
         start, notes = read_input(image, channels=model.in_channels)
-        w, h = fit_size(start.shape[-1], start.shape[-2], size)
+        h, w = fit_size(*start.shape[-2:], size)
     else:
-        w, h = (size, size) if isinstance(size, int) else size
+        h, w = (size, size) if isinstance(size, int) else size
     fixed = model.fixed_size(layers)
     if fixed and fixed != (h, w):
         h, w = fixed
@@ -118,10 +117,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     if image is not None:
         start = resize_image(start, h, w).expand(n, -1, -1, -1)
     else:
-        noise = torch.Generator().manual_seed(seed)
-        c = model.in_channels
-        start = (fourier((n, c, h, w), generator=noise).image_fn().detach() if param == "fourier"
-                 else (0.5 + 0.1 * torch.randn(n, c, h, w, generator=noise)).clamp(0, 1))
+        start = initial_image("fourier" if param == "fourier" else "normal", (n, model.in_channels, h, w), seed=seed)
     require_size(model, layers, h, w, "the tiles")
     if (h, w) != (fitted := fit_to_model(model, layers, h, w, notes, "the tiles")):
         h, w = fitted
@@ -144,8 +140,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     if n > 1:
         own = [i for i in range(n) if all(after[i][i] > after[k][i] for k in range(n) if k != i)]
         metrics["own_objective_highest"] = f"{len(own)}/{n}"
-    record = build_record("visualize", options, result, model=model, layers=layers, metrics=metrics, notes=notes)
-    record["labels"] = labels
+    record = build_record("visualize", options, result, model=model, layers=layers, metrics=metrics, notes=notes,
+                          labels=labels)
 
     def sheet(batch):
         return contact_sheet(list(batch.split(1)), labels, cols) if n > 1 else batch

@@ -72,7 +72,7 @@ def test_every_command_runs_where_the_neck_needs_aligned_sizes(corpus_model, pic
     if command != "texture":
         assert any("rounded to" in n and "16 px" in n for n in record["notes"]), record["notes"]
     if command == "style":
-        assert all(h % 16 == 0 and w % 16 == 0 for w, h in record["style_sizes"])
+        assert all(h % 16 == 0 and w % 16 == 0 for h, w in record["style_sizes"])
 
 
 def test_a_size_no_rounding_helps_is_one_line_naming_the_alignment(yolo, monkeypatch):

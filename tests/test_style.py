@@ -12,8 +12,8 @@ from invtool.cli import main
 from invtool.image import match_histograms, read_image, rgb_to_yuv, yuv_to_rgb
 from invtool.param import resize_image
 from invtool.objectives import layer_weights
-from invtool.style import (blend_weights, content_objective, initial_image, style_objective,
-                           transfer_style)
+from invtool.start import initial_image
+from invtool.style import blend_weights, content_objective, style_objective, transfer_style
 
 CAT = ROOT / "examples" / "images" / "chelsea.png"
 COFFEE = ROOT / "examples" / "images" / "coffee.png"
@@ -161,11 +161,11 @@ def test_sizes_and_aspect_ratios_are_handled_and_recorded(model):
     run = transfer_style(CAT, wide, model=model, size=48, style_scale=0.5, steps=2, content_layers="conv2_2",
                          style_layers="conv1_1,conv4_1", progress=False)
     assert tuple(run.image.shape) == (1, 3, 32, 48)
-    (sw, sh), = run.record["style_sizes"]
+    (sh, sw), = run.record["style_sizes"]   # [h, w], as every size in a record
     need = model.min_size(["conv1_1", "conv4_1"])
     assert need > 6
     assert sh == need and sw == round(256 * need / 64)
-    assert run.record["output_size"] == [48, 32]
+    assert run.record["output_size"] == [32, 48]
     assert any("style 1: 256x64 resized to" in n for n in run.record["notes"])
 
 
@@ -181,17 +181,18 @@ def test_outputs_past_the_working_size_start_there_and_are_refined(model):
 
 def test_init_modes():
     content, style = torch.rand(1, 3, 8, 12), torch.rand(1, 3, 8, 12)
-    g = lambda: torch.Generator().manual_seed(3)
-    noise = torch.rand(1, 3, 8, 12, generator=g())
-    assert torch.equal(initial_image("content", content, [style], [1.0], g()), content)
-    assert torch.equal(initial_image("noise", content, [style], [1.0], g()), noise)
-    assert torch.allclose(initial_image("style", content, [style], [1.0], g()), style)
-    assert torch.allclose(initial_image("blend:0.25", content, [style], [1.0], g()), 0.25 * content + 0.75 * noise)
-    assert torch.allclose(initial_image("blend:0.25:style", content, [style], [1.0], g()),
-                          0.25 * content + 0.75 * style)
+    noise = torch.rand(1, 3, 8, 12, generator=torch.Generator().manual_seed(3))
+
+    def start(spec):
+        return initial_image(spec, content.shape, seed=3, like=content, styles=[style], blend=[1.0])
+    assert torch.equal(start("content"), content)
+    assert torch.equal(start("noise"), noise)
+    assert torch.allclose(start("style"), style)
+    assert torch.allclose(start("blend:0.25"), 0.25 * content + 0.75 * noise)
+    assert torch.allclose(start("blend:0.25:style"), 0.25 * content + 0.75 * style)
     for bad in ("blend", "blend:2", "blend:x", "blend:0.5:sky", "photo"):
         with pytest.raises(InvtoolError, match="bad init"):
-            initial_image(bad, content, [style], [1.0], g())
+            start(bad)
 
 
 def test_layer_and_blend_parsing(model):
@@ -226,7 +227,7 @@ def test_cli_writes_image_record_and_report(tmp_path):
     assert rec["options"]["style_blend"] == pytest.approx([0.7, 0.3])
     assert set(rec["history"]["terms"]) == {"content:conv2_2", "style1:conv1_1", "style1:conv2_1", "style2:conv1_1",
                                             "style2:conv2_1", "tv"}
-    assert rec["output_size"] == [40, 27] and len(rec["style_sizes"]) == 2
+    assert rec["output_size"] == [27, 40] and len(rec["style_sizes"]) == 2
     assert out.with_suffix(".html").read_text().count("<img") == 5   # content, 2 styles, result, loss curve
     from invtool.image import read_image as read
     assert tuple(read(out)[0].shape) == (1, 3, 27, 40)
@@ -235,7 +236,7 @@ def test_cli_writes_image_record_and_report(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["{missing}"], "no such file"),
     (["{ihc}", "--style-blend", "0.5,0.3,0.2"], "3 style blend weights for 1 style images"),
-    (["{ihc}", "--content-layers", "fc7"], "unknown layer 'fc7'"),
+    (["{ihc}", "--content-layers", "fc7"], "no fully connected layer 'fc7'"),
     (["{ihc}", "--init", "blend:3"], "bad init"),
     (["{ihc}", "--style-layers", "conv1_1:heavy"], "bad weight"),
 ])

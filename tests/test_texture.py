@@ -59,7 +59,7 @@ def test_each_loss_decreases(model, loss):
 def test_out_size_honoured_and_other_pixel_counts(model, tmp_path):
     source = read_image(IHC, 32)[0]
     for loss in ("gram", "sorted", "swd"):    # statistics of a 32x32 source matched on a 48x24 output
-        run = synthesize_texture(IHC, model=model, size=32, out_size=(48, 24), steps=3, loss=loss, **FAST)
+        run = synthesize_texture(IHC, model=model, size=32, out_size=(24, 48), steps=3, loss=loss, **FAST)
         assert run.image.shape == (1, 3, 24, 48) and run.record["sizes"][-1] == [24, 48]
         assert run.record["metrics"]["gram_loss"] == pytest.approx(   # each Gram over its own pixel count
             gatys_gram_loss(model, source, run.image, FAST["layers"]), rel=1e-3)

@@ -196,7 +196,7 @@ def test_an_lbfgs_texture_run_forced_into_tiles_follows_the_untiled_one(models):
     layers = ["conv1_1", "pool1", "pool2"]
     objective = texture_objective(model, read_image(BRICK, 64)[0], layers, [1 / 3] * 3)
     budget = forced_budget(model, objective, 96, 128)
-    kwargs = dict(model=model, size=64, out_size=(128, 96), layers=layers, steps=20, scales=1, seed=1, progress=False)
+    kwargs = dict(model=model, size=64, out_size=(96, 128), layers=layers, steps=20, scales=1, seed=1, progress=False)
     runs = [synthesize_texture(BRICK, memory=m, **kwargs) for m in (None, budget)]
     assert float((runs[0].image - runs[1].image).abs().max()) <= 1e-2
     untiled, tiled = (run.record for run in runs)

@@ -18,10 +18,8 @@ Example:
     >>> record = build_atlas("models/vgg16.onnx", "out/atlas", layers=["conv3_1"], channels="0-15",
     ...                      images="examples/images", workers=2)
 """
-import datetime
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,8 @@ from ..errors import InvtoolError
 from ..geometry import ReceptiveField, choose_layers, receptive_field
 from ..image import encode_png, write_atomic
 from ..model import DEFAULT_MODEL, as_model
-from ..record import package_versions
+from ..objectives import parse_layers
+from ..record import record_header
 from ..visualization import parse_channels, relu_input
 from .examples import activation_maxima, crop, file_digest, load_example, scan_images, top_examples
 from .runner import Runner
@@ -76,7 +75,7 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
             raise InvtoolError(f"{name} {value}: give at least {low}")
     model = as_model(model, preprocess, pool, device)
     notes: list[str] = []
-    layers = choose_layers(model, list(layers or []), "atlas", notes)
+    layers = list(parse_layers(model, choose_layers(model, layers, "atlas", notes), "atlas"))
     if len(set(map(model.resolve, layers))) != len(layers):
         raise InvtoolError(f"a layer is named twice in {', '.join(layers)}; give each once")
     plan = {layer: _layer_plan(model, layer, channels, example_size) for layer in layers}
@@ -88,17 +87,14 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
         maxima, stats = _examples(out, model, plan, paths, example_size, engine) if paths else ({}, None)
         units = _units(out, model, plan, runner, progress, size=size, steps=steps, seed=seed, batch=batch)
 
+    options = {"layers": layers, "channels": None if channels is None else str(channels), "images": None
+               if images is None else str(images), "top": top, "steps": steps, "size": size, "seed": seed,
+               "batch": batch, "example_size": example_size, "engine": engine, "workers": workers,
+               "address": address, "preprocess": None if model.preprocess is None else model.preprocess.to_dict(),
+               "pool": model.pool, "device": str(model.device)}
     atlas = {
-        "command": "atlas",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "argv": sys.argv,
-        "options": {"layers": layers, "channels": None if channels is None else str(channels), "images": None
-                    if images is None else str(images), "top": top, "steps": steps, "size": size, "seed": seed,
-                    "batch": batch, "example_size": example_size, "engine": engine, "workers": workers,
-                    "address": address, "preprocess": None if model.preprocess is None else model.preprocess.to_dict(),
-                    "pool": model.pool, "device": str(model.device)},
+        **record_header("atlas", options),
         "model": _provenance(model),
-        "versions": package_versions(),
         "runner": runner.description,
         "units": units["counts"],
         "examples": None if stats is None else {

@@ -59,10 +59,10 @@ def main():
     source, _ = read_image(SOURCE)
     cols, rows = share_above(source)
     print(f"brick.png itself: neighbouring pairs above 1.1x their mean: columns {cols:.2f}, rows {rows:.2f}")
-    for label, name, size, out_size, steps in (("vgg16", "vgg16", 64, (128, 64), 60),
-                                               ("resnet18", "resnet18", 64, (128, 64), 60),
-                                               ("vgg16, make demo's settings", "vgg16", 128, (256, 128), DEMO_STEPS),
-                                               ("resnet18, make demo's settings", "resnet18", 128, (256, 128),
+    for label, name, size, out_size, steps in (("vgg16", "vgg16", 64, (64, 128), 60),
+                                               ("resnet18", "resnet18", 64, (64, 128), 60),
+                                               ("vgg16, make demo's settings", "vgg16", 128, (128, 256), DEMO_STEPS),
+                                               ("resnet18, make demo's settings", "resnet18", 128, (128, 256),
                                                 DEMO_STEPS)):
         model = load_model(ROOT / "models" / f"{name}.onnx", device="cpu")
         layers = default_layers(model, "texture")
