@@ -91,18 +91,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     options.update(content=_describe(content), styles=[_describe(s) for s in styles],
                    model=str(model.path if isinstance(model, FeatureModel) else model))
-    if style_loss not in STYLE_LOSSES:
-        raise InvtoolError(f"unknown style loss {style_loss!r}{close_matches(style_loss, STYLE_LOSSES)}; "
-                           f"use one of {', '.join(STYLE_LOSSES)}")
-    if preserve_color not in COLOR_MODES:
-        raise InvtoolError(f"unknown colour mode {preserve_color!r}{close_matches(preserve_color, COLOR_MODES)}; "
-                           f"use one of {', '.join(COLOR_MODES)}")
-    if pool not in POOLS:
-        raise InvtoolError(f"unknown pooling {pool!r}; use 'max' or 'avg'")
-    if not styles:
-        raise InvtoolError("give at least one style image")
-    if style_scale <= 0:
-        raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
+    _check_options(style_loss, preserve_color, pool, styles, style_scale, init)
     memory = None if memory is None else parse_memory(memory)
     blend = blend_weights(style_blend, len(styles))
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
@@ -119,25 +108,15 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     style_w = parse_layers(model, choose_layers(model, style_layers, "style", notes, progress), "style",
                            normalise=True)
     layers = list(dict.fromkeys([*content_w, *style_w]))
+    content_img = _fit_content(model, layers, content_img, notes)
+    h, w = content_img.shape[-2:]
     style_imgs = []
     for s in styles:
         img, more = read_input(s, channels=model.in_channels, what="style image")
         style_imgs.append(img)
         notes += more
-    h, w = content_img.shape[-2:]
-    fixed = model.fixed_size(layers)
-    if fixed and (h, w) != tuple(fixed):
-        raise InvtoolError(f"layers {', '.join(layers)} need a {fixed[1]}x{fixed[0]} input; use --size "
-                           f"{fixed[1]}x{fixed[0]}")
-    require_size(model, layers, h, w, what="the content (after --size)")
-    h, w = fit_to_model(model, layers, h, w, notes, "the content (after --size)")
-    content_img = resize_image(content_img, h, w)
 
-    if preserve_color == "histogram":
-        style_imgs = [match_histograms(s, content_img) for s in style_imgs]
-    elif preserve_color == "luminance":   # optimise a gray image; the content's chroma goes back at the end
-        style_imgs = [luminance_image(s, like=content_img) for s in style_imgs]
-    target = luminance_image(content_img) if preserve_color == "luminance" else content_img
+    target, style_imgs = _colour_targets(preserve_color, content_img, style_imgs)
 
     device = model.device
     style_min = model.min_size(list(style_w))
@@ -147,9 +126,6 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     objective = content_weight * content_obj + style_weight * style_obj
     if tv_weight:
         objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")   # per pixel
-    if not isinstance(init, str) or not (init in ("content", "style", "noise") or init.startswith("blend:")):
-        raise InvtoolError(f"bad init {init!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
-                           "(the content's share)")
     start = initial_image(init, target.shape, seed=seed, like=target, styles=style_imgs, blend=blend)
     result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, work_size=work_size, callback=callback, save_every=save_every, seed=seed,
@@ -171,6 +147,47 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     inputs = {"content": content_img, **{f"style {i + 1}" if len(styles) > 1 else "style": s
                                          for i, s in enumerate(style_imgs)}}
     return Run(image, record, inputs, snapshots)
+
+
+def _colour_targets(preserve_color: str, content: torch.Tensor, styles: list[torch.Tensor]):
+    """(the content target, the style images) for `preserve_color`: histogram matches the styles' colours to the
+    content's; luminance optimises a grey image against grey styles, the content's chroma going back at the end."""
+    if preserve_color == "histogram":
+        return content, [match_histograms(s, content) for s in styles]
+    if preserve_color == "luminance":
+        return luminance_image(content), [luminance_image(s, like=content) for s in styles]
+    return content, styles
+
+
+def _check_options(style_loss: str, preserve_color: str, pool: str, styles: list, style_scale: float, init) -> None:
+    """InvtoolError for options no run could use, before anything is loaded."""
+    if style_loss not in STYLE_LOSSES:
+        raise InvtoolError(f"unknown style loss {style_loss!r}{close_matches(style_loss, STYLE_LOSSES)}; "
+                           f"use one of {', '.join(STYLE_LOSSES)}")
+    if preserve_color not in COLOR_MODES:
+        raise InvtoolError(f"unknown colour mode {preserve_color!r}{close_matches(preserve_color, COLOR_MODES)}; "
+                           f"use one of {', '.join(COLOR_MODES)}")
+    if pool not in POOLS:
+        raise InvtoolError(f"unknown pooling {pool!r}; use 'max' or 'avg'")
+    if not styles:
+        raise InvtoolError("give at least one style image")
+    if style_scale <= 0:
+        raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
+    if not isinstance(init, str) or not (init in ("content", "style", "noise") or init.startswith("blend:")):
+        raise InvtoolError(f"bad init {init!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
+                           "(the content's share)")
+
+
+def _fit_content(model: FeatureModel, layers: list[str], content: torch.Tensor, notes: list[str]) -> torch.Tensor:
+    """The content at a size the layers take: refused when they need another fixed size, rounded to their
+    alignment when the model needs it (`geometry.fit_to_model`)."""
+    h, w = content.shape[-2:]
+    fixed = model.fixed_size(layers)
+    if fixed and (h, w) != tuple(fixed):
+        raise InvtoolError(f"layers {', '.join(layers)} need a {fixed[1]}x{fixed[0]} input; use --size "
+                           f"{fixed[1]}x{fixed[0]}")
+    require_size(model, layers, h, w, what="the content (after --size)")
+    return resize_image(content, *fit_to_model(model, layers, h, w, notes, "the content (after --size)"))
 
 
 def content_objective(model: FeatureModel, content: torch.Tensor, layers: dict[str, float]) -> Objective:

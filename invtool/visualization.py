@@ -102,26 +102,9 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         return read[name]
     tile_objectives, labels = _tile_objectives(layer, channels, objectives, tensor_of)
     layers = list(parse_layers(model, list(dict.fromkeys(name for o in tile_objectives for name in o.layers))))
-    n, notes = len(tile_objectives), []
+    n = len(tile_objectives)
     pre = [f"{name} ({tensor})" for name, tensor in read.items() if tensor != model.resolve(name)]
-
-    if image is not None:
-        start, notes = read_input(image, channels=model.in_channels)
-        h, w = fit_size(*start.shape[-2:], size)
-    else:
-        h, w = (size, size) if isinstance(size, int) else size
-    fixed = model.fixed_size(layers)
-    if fixed and fixed != (h, w):
-        h, w = fixed
-        notes.append(f"size {w}x{h}: {', '.join(layers)} take only that input size")
-    if image is not None:
-        start = resize_image(start, h, w).expand(n, -1, -1, -1)
-    else:
-        start = initial_image("fourier" if param == "fourier" else "normal", (n, model.in_channels, h, w), seed=seed)
-    require_size(model, layers, h, w, "the tiles")
-    if (h, w) != (fitted := fit_to_model(model, layers, h, w, notes, "the tiles")):
-        h, w = fitted
-        start = resize_image(start, h, w)
+    start, notes = _start(model, layers, n, image, size, param, seed)
     if pre:
         notes.append(f"channel and neuron terms read the input of the ReLU of {', '.join(pre)}, so that channels "
                      f"dead on the start image still get a gradient")
@@ -148,6 +131,27 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     inputs = {"image": start[:1].cpu()} if image is not None else {}
     return VisualizeRun(sheet(result.image), record, inputs, [(s, sheet(x)) for s, x in result.snapshots],
                         tiles=result.image, labels=labels)
+
+
+def _start(model: FeatureModel, layers: list[str], n: int, image, size, param: str, seed: int):
+    """(the n tiles' starting images, notes): `image` resized (its longer side `size`), else lucid's Fourier start
+    or grey noise at `size`; at the one size fully connected layers take, or rounded to the layers' alignment
+    where the model needs it."""
+    notes = []
+    if image is not None:
+        start, notes = read_input(image, channels=model.in_channels)
+        h, w = fit_size(*start.shape[-2:], size)
+    else:
+        h, w = (size, size) if isinstance(size, int) else size
+    fixed = model.fixed_size(layers)
+    if fixed and fixed != (h, w):
+        h, w = fixed
+        notes.append(f"size {w}x{h}: {', '.join(layers)} take only that input size")
+    require_size(model, layers, h, w, "the tiles")
+    h, w = fit_to_model(model, layers, h, w, notes, "the tiles")
+    if image is not None:
+        return resize_image(start, h, w).expand(n, -1, -1, -1), notes
+    return initial_image("fourier" if param == "fourier" else "normal", (n, model.in_channels, h, w), seed=seed), notes
 
 
 def objective_matrix(model: FeatureModel, objectives: list[Objective], images: torch.Tensor) -> list[list[float]]:
