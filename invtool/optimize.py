@@ -110,7 +110,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
             search; best for smooth deterministic losses).
         lr: Adam's or SGD's learning rate, or L-BFGS's initial step length (1 is its usual value).
         steps: the budget of forward+backward passes over all scales: split evenly, except that each doubling
-            past `work_size` gets a quarter of the steps of the size before it (`_budgets`).
+            past `work_size` gets a quarter of the steps of the size before it (`step_budgets`).
         lr_schedule: "constant", "step" (x0.1 at 50% and 75% of each scale), "cosine", or a function of
             the fraction of the scale done returning the lr factor.
         tol: stop a scale when the best loss improved by less than this fraction over `window` steps.
@@ -154,7 +154,7 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         sizes = sizes[-steps:]
     plans = [memory_plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
     notes += [note for p in plans for note in p.notes]
-    budgets = _budgets(steps, len(sizes), min(refine, len(sizes) - 1))
+    budgets = step_budgets(steps, len(sizes), min(refine, len(sizes) - 1))
 
     view = _model_view(transforms, optimizer, seed)
     run = _Run(objective.names, steps, window, save_every, callback, progress, notes)
@@ -429,7 +429,7 @@ def require_size(model, layers, h: int, w: int, what: str = "the image") -> None
                            f"use at least {need}x{need}")
 
 
-def _budgets(steps: int, scales: int, refine: int) -> list[int]:
+def step_budgets(steps: int, scales: int, refine: int) -> list[int]:
     """Steps per scale: even over the scales up to the working size; each of the last `refine` scales (the doublings
     past it) gets a quarter of the one before, since a step there costs four times as much, so that every doubling
     takes about as long as the working-size run. Each scale gets at least one step (steps >= scales)."""

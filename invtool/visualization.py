@@ -27,7 +27,7 @@ from .image import contact_sheet, fit_size, read_input
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, channel, neuron, on_image, parse_layers
 from .objectives import layer as layer_energy
-from .optimize import Result, chain, optimize, require_size, scale_sizes
+from .optimize import Result, chain, optimize, require_size, scale_sizes, step_budgets
 from .param import fourier, pixel, resize_image
 from .record import Run, build_record
 from .start import initial_image
@@ -331,8 +331,7 @@ def _dream(model, objective, start, make_param, octaves, octave_scale, *, steps,
     n, _, h, w = start.shape
     layers = list(objective.layers)
     sizes, notes = scale_sizes(h, w, octaves, model.min_size(layers), octave_scale, size_step(model, layers), "octaves")
-    budgets = [steps // len(sizes)] * len(sizes)
-    budgets[-1] += steps - sum(budgets)
+    budgets = step_budgets(steps, len(sizes), 0)   # even over the octaves
     results, detail = [], None
     for (sh, sw), budget in zip(sizes, budgets):
         base = resize_image(start, sh, sw)

@@ -8,7 +8,7 @@ import torch
 from invtool import InvtoolError, losses
 from invtool.memory import estimate_memory, plan
 from invtool.objectives import Objective
-from invtool.optimize import Result, _budgets, _HeldTransform, _Run, chain, optimize
+from invtool.optimize import Result, _HeldTransform, _Run, chain, optimize, step_budgets
 from invtool.param import fourier, pyramid, resize_image
 from invtool.transforms import compose, deterministic, is_random, random_roll
 
@@ -108,11 +108,11 @@ def test_outputs_past_the_working_size_are_refined_at_each_doubling(model):
 
 
 def test_doublings_past_the_working_size_get_a_quarter_of_the_steps_before_them():
-    assert _budgets(200, 3, 2) == [153, 38, 9]         # 200 / (1 + 1/4 + 1/16) = 152.4, 38.1, 9.5; the rest to the first
-    assert _budgets(150, 4, 2) == [64, 66, 16, 4]      # 2 scales at the working size, then 2 doublings: 150 / 2.3125
-    assert _budgets(9, 3, 0) == [3, 3, 3] and _budgets(10, 3, 0) == [3, 3, 4]   # no doubling: even
+    assert step_budgets(200, 3, 2) == [153, 38, 9]         # 200 / (1 + 1/4 + 1/16) = 152.4, 38.1, 9.5; the rest to the first
+    assert step_budgets(150, 4, 2) == [64, 66, 16, 4]      # 2 scales at the working size, then 2 doublings: 150 / 2.3125
+    assert step_budgets(9, 3, 0) == [3, 3, 3] and step_budgets(10, 3, 0) == [3, 3, 4]   # no doubling: even
     for steps in range(3, 40):                         # every scale runs, the total is the budget
-        b = _budgets(steps, 3, 2)
+        b = step_budgets(steps, 3, 2)
         assert sum(b) == steps and min(b) >= 1
 
 
