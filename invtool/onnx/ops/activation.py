@@ -86,6 +86,8 @@ def log_softmax_13(x, *, axis=-1):
 
 
 # activations that are one torch function of x
-for _op, _fn in {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "HardSwish": F.hardswish, "Softplus": F.softplus,
-                 "Softsign": F.softsign}.items():
-    converter(_op)(_fn)
+converter("Sigmoid")(torch.sigmoid)
+converter("Tanh")(torch.tanh)
+converter("HardSwish")(F.hardswish)
+converter("Softplus")(F.softplus)
+converter("Softsign")(F.softsign)

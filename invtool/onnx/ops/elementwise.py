@@ -151,9 +151,16 @@ def _legacy_broadcast(fn):
 
 
 # opsets 1-6: the same ops in their legacy broadcast form
-for _op, _fn in {"Add": add, "Sub": sub, "Mul": mul, "Div": div, "Pow": pow_, "Equal": equal, "Less": less,
-                 "Greater": greater, "And": and_, "Or": or_}.items():
-    converter(_op)(_legacy_broadcast(_fn))
+converter("Add")(_legacy_broadcast(add))
+converter("Sub")(_legacy_broadcast(sub))
+converter("Mul")(_legacy_broadcast(mul))
+converter("Div")(_legacy_broadcast(div))
+converter("Pow")(_legacy_broadcast(pow_))
+converter("Equal")(_legacy_broadcast(equal))
+converter("Less")(_legacy_broadcast(less))
+converter("Greater")(_legacy_broadcast(greater))
+converter("And")(_legacy_broadcast(and_))
+converter("Or")(_legacy_broadcast(or_))
 
 
 @converter("Sum")
@@ -195,10 +202,18 @@ def sign(x):
 
 
 # pointwise ops that are one torch function of their inputs, on types torch computes
-for _op, _fn in {"Not": torch.logical_not, "Neg": torch.neg, "Floor": torch.floor, "Ceil": torch.ceil,
-                 "Round": torch.round, "Sqrt": torch.sqrt, "Exp": torch.exp, "Log": torch.log,
-                 "Reciprocal": torch.reciprocal, "Erf": torch.erf, "Sin": torch.sin, "Cos": torch.cos}.items():
-    converter(_op)(_fn)
+converter("Not")(torch.logical_not)
+converter("Neg")(torch.neg)
+converter("Floor")(torch.floor)
+converter("Ceil")(torch.ceil)
+converter("Round")(torch.round)
+converter("Sqrt")(torch.sqrt)
+converter("Exp")(torch.exp)
+converter("Log")(torch.log)
+converter("Reciprocal")(torch.reciprocal)
+converter("Erf")(torch.erf)
+converter("Sin")(torch.sin)
+converter("Cos")(torch.cos)
 
 
 def _axes(x, axes, noop_with_empty_axes):
