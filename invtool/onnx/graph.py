@@ -147,13 +147,21 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
     Raises InvtoolError, before anything is built, when a node needs an unsupported op, has an
     attribute its converter does not know, or has more inputs than it takes.
     """
-    g = model.graph
+    stored = {t.name: t for t in model.graph.initializer}
+    nodes = needed_nodes(model.graph, outputs)
+    converters = _checked_converters(model, nodes, outputs, stored, pool, padding, dtype)
+    builder = _Builder(model.graph, stored, weights or {}, dtype)
+    for node, (fn, attrs) in zip(nodes, converters):
+        builder.add(node, fn, attrs)
+    return builder.module(outputs)
+
+
+def _checked_converters(model: onnx.ModelProto, nodes, outputs, stored: dict, pool: str, padding: str,
+                        dtype: torch.dtype) -> list[tuple]:
+    """(converter, attributes) of each node, every node checked before anything is built: value types, ops,
+    attributes, inputs, and outputs that only a multi-output converter computes."""
+    check_value_types(model.graph, nodes, outputs)  # strings, float8: refused by name before anything is built
     opsets = opsets_of(model)
-    weights = weights or {}
-    device = next((w.device for w in weights.values() if w.is_floating_point()), torch.device("cpu"))
-    stored = {t.name: t for t in g.initializer}
-    nodes = needed_nodes(g, outputs)
-    check_value_types(g, nodes, outputs)  # strings, float8: refused by name before anything is built
     converters = [_converter_for(n, opsets, pool, padding, dtype) for n in nodes]  # fail early: nothing half-built
     used = {i for n in nodes for i in n.input} | set(outputs)
     for node, (fn, attrs) in zip(nodes, converters):
@@ -164,90 +172,116 @@ def build(model: onnx.ModelProto, outputs, *, pool: str = "max", padding: str = 
         if extra and fn not in MULTI_OUTPUT:
             raise InvtoolError(f"output {extra[0]!r} of {node.op_type} node {node.name!r} is not supported: "
                                "only its first output is computed")
+    return converters
 
-    consts: dict[str, torch.Tensor] = {}  # build-time values, on the CPU
 
-    def known(name: str) -> bool:
-        return name in consts or name in stored or name in weights
+class _Builder:
+    """One `build`: the values known at build time (`consts`, on the CPU), the fx graph with the module holding its
+    buffers, which run-time tensors are host values, and each constant placed on the host or the device (see the
+    module's docstring for which goes where)."""
 
-    def const(name: str) -> torch.Tensor:
-        if name not in consts:
-            consts[name] = to_torch(numpy_helper.to_array(stored[name])) if name in stored else weights[name].cpu()
-        return consts[name]
+    def __init__(self, g: onnx.GraphProto, stored: dict, weights: dict[str, torch.Tensor], dtype: torch.dtype):
+        self.stored, self.weights, self.dtype = stored, weights, dtype
+        self.device = next((w.device for w in weights.values() if w.is_floating_point()), torch.device("cpu"))
+        self.consts: dict[str, torch.Tensor] = {}  # build-time values, on the CPU
+        self.root, self.graph = nn.Module(), fx.Graph()
+        self.env: dict[str, fx.Node] = {i.name: self.graph.placeholder(_py_name(i.name, "input"))
+                                        for i in g.input if not self.known(i.name)}
+        self.host: set[str] = set()  # run-time tensors that are host values
+        self.placed: dict[tuple[str, bool], fx.Node] = {}
+        self.host_attrs: list[str] = []
 
-    root, graph = nn.Module(), fx.Graph()
-    env: dict[str, fx.Node] = {i.name: graph.placeholder(_py_name(i.name, "input"))
-                               for i in g.input if not known(i.name)}
-    host: set[str] = set()  # run-time tensors that are host values
-    placed: dict[tuple[str, bool], fx.Node] = {}
-    host_attrs: list[str] = []
+    def known(self, name: str) -> bool:
+        """Whether the tensor's value is known at build time."""
+        return name in self.consts or name in self.stored or name in self.weights
 
-    def register(name: str, t: torch.Tensor, on_host: bool) -> fx.Node:
-        attr = _py_name(name, "h" if on_host else "w", taken=root._buffers)
+    def const(self, name: str) -> torch.Tensor:
+        """A build-time value, on the CPU: folded, or read from the file (or the weights when it is not there)."""
+        if name not in self.consts:
+            self.consts[name] = (to_torch(numpy_helper.to_array(self.stored[name])) if name in self.stored
+                                 else self.weights[name].cpu())
+        return self.consts[name]
+
+    def register(self, name: str, t: torch.Tensor, on_host: bool) -> fx.Node:
+        """A constant as a buffer of the module, in the compute dtype, on the host or the device."""
+        attr = _py_name(name, "h" if on_host else "w", taken=self.root._buffers)
         if t.is_floating_point() and t.dtype != torch.float64:   # the compute dtype (folded values were fp32)
-            t = t.to(dtype)
-        root.register_buffer(attr, t.cpu() if on_host else t.to(device))
+            t = t.to(self.dtype)
+        self.root.register_buffer(attr, t.cpu() if on_host else t.to(self.device))
         if on_host:
-            host_attrs.append(attr)
-        return graph.get_attr(attr)
+            self.host_attrs.append(attr)
+        return self.graph.get_attr(attr)
 
-    def value(name: str, on_host: bool):
+    def value(self, name: str, on_host: bool):
+        """The graph node giving tensor `name` (None for a missing optional input): a run-time value, or a constant
+        placed once per place (an initializer on the device is the `weights` tensor itself, shared)."""
         if name == "":
             return None
-        if name in env:
-            return env[name]
-        if not known(name):
+        if name in self.env:
+            return self.env[name]
+        if not self.known(name):
             raise InvtoolError(f"tensor {name!r} is used but nothing produces it; the ONNX file is broken")
-        if (name, on_host) not in placed:
-            shared = not on_host and name in weights and name not in consts
-            placed[name, on_host] = register(name, weights[name] if shared else const(name), on_host)
-        return placed[name, on_host]
+        if (name, on_host) not in self.placed:
+            shared = not on_host and name in self.weights and name not in self.consts
+            t = self.weights[name] if shared else self.const(name)
+            self.placed[name, on_host] = self.register(name, t, on_host)
+        return self.placed[name, on_host]
 
-    for node, (fn, attrs) in zip(nodes, converters):
+    def add(self, node: onnx.NodeProto, fn, attrs: dict) -> None:
+        """One node: folded into constants when all its inputs are known now, else a call in the graph."""
         names = list(node.input)
         while names and names[-1] == "":
             names.pop()
-        if all(n == "" or known(n) for n in names):  # fold: computed once, now
+        if all(n == "" or self.known(n) for n in names):  # fold: computed once, now
             with torch.no_grad():
-                result = fn(*[const(n) if n else None for n in names], **attrs)
+                result = fn(*[self.const(n) if n else None for n in names], **attrs)
             outs = result if fn in MULTI_OUTPUT else (result,)
-            consts.update((out, v) for out, v in zip(node.output, outs) if out)
-            continue
-        late = [(k, n) for k, n in enumerate(names) if k in CONST_INPUTS.get(fn, {}) and n in env]
+            self.consts.update((out, v) for out, v in zip(node.output, outs) if out)
+        else:
+            self._emit(node, names, fn, attrs)
+
+    def _emit(self, node: onnx.NodeProto, names: list[str], fn, attrs: dict) -> None:
+        """A call of `fn` in the graph: a host node when all its run-time inputs are host values; a host input that
+        meets device values at an input its converter does not read on the host is moved to their device."""
+        late = [(k, n) for k, n in enumerate(names) if k in CONST_INPUTS.get(fn, {}) and n in self.env]
         if late:  # a quantised op whose scale or zero point depends on the image (see registry.const_inputs)
             raise InvtoolError(f"{op_name(node.op_type, node.domain)} node {node.name!r}: its "
                                f"{CONST_INPUTS[fn][late[0][0]]} {late[0][1]!r} depends on the image, not a constant; "
                                "invtool simulates quantisation with constant scales and zero points only: "
                                "re-quantize the model with constant (static) scales")
-        runtime = [n for n in names if n in env]
-        on_host = all(n in host for n in runtime)
-        meets = next((env[n] for n in runtime if n not in host), None)  # a device input, if any
+        runtime = [n for n in names if n in self.env]
+        on_host = all(n in self.host for n in runtime)
+        meets = next((self.env[n] for n in runtime if n not in self.host), None)  # a device input, if any
         args = []
         for k, n in enumerate(names):
             keep = on_host or k in HOST_INPUTS.get(fn, ())
-            arg = value(n, keep)
-            if n in host and not keep:
-                arg = graph.call_function(_to_device_of, (arg, meets))
+            arg = self.value(n, keep)
+            if n in self.host and not keep:
+                arg = self.graph.call_function(_to_device_of, (arg, meets))
             args.append(arg)
-        kwargs = {a: register(f"{node.name or node.op_type}_{a}", v, on_host) if isinstance(v, torch.Tensor) else v
-                  for a, v in attrs.items()}
-        call = graph.call_function(fn, tuple(args), kwargs)
+        kwargs = {a: self.register(f"{node.name or node.op_type}_{a}", v, on_host) if isinstance(v, torch.Tensor)
+                  else v for a, v in attrs.items()}
+        call = self.graph.call_function(fn, tuple(args), kwargs)
         outs = [o for o in node.output if o]
         if fn in MULTI_OUTPUT:
-            env.update((out, graph.call_function(_output, (call, k))) for k, out in enumerate(node.output) if out)
+            self.env.update((out, self.graph.call_function(_output, (call, k)))
+                            for k, out in enumerate(node.output) if out)
         else:
-            env[node.output[0]], outs = call, outs[:1]
+            self.env[node.output[0]], outs = call, outs[:1]
         if on_host or (domain_key(node.domain), node.op_type) in {("", op) for op in SHAPE_OPS}:
-            host.update(outs)
+            self.host.update(outs)
 
-    graph.output(tuple(value(o, o not in env and o not in weights and not const(o).is_floating_point())
-                       for o in outputs))
-    graph.eliminate_dead_code()
-    module = fx.GraphModule(root, graph, class_name="RebuiltOnnx")
-    for attr in host_attrs:  # plain attributes, which Module.to() does not move
-        if attr in module._buffers:
-            setattr(module, attr, module._buffers.pop(attr))
-    return module
+    def module(self, outputs) -> fx.GraphModule:
+        """The GraphModule returning `outputs`; its host constants become plain attributes, which
+        `Module.to()` does not move."""
+        self.graph.output(tuple(self.value(o, o not in self.env and o not in self.weights
+                                           and not self.const(o).is_floating_point()) for o in outputs))
+        self.graph.eliminate_dead_code()
+        module = fx.GraphModule(self.root, self.graph, class_name="RebuiltOnnx")
+        for attr in self.host_attrs:
+            if attr in module._buffers:
+                setattr(module, attr, module._buffers.pop(attr))
+        return module
 
 
 def _converter_for(node: onnx.NodeProto, opsets: dict[str, int], pool: str, padding: str = "zeros",
