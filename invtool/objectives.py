@@ -33,7 +33,7 @@ Fn = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Region:
     """Where some feature positions lie: `rows` and `cols` of the whole image's feature map of the layer, for an
-    image of `size` (h, w). `tiling` is how the engine evaluates that image (a `tiled.Tiling`, None for one pass):
+    image of `size` (h, w). `tiling` is how the engine evaluates that image (a `memory.Tiling`, None for one pass):
     a term computing a target of that size may compute it the same way, within the same memory."""
     rows: slice
     cols: slice

@@ -101,7 +101,7 @@ def build_record(command: str, options: dict, result: Result, *, model=None, lay
         "final_loss": result.loss,
         "metrics": metrics or {},
         "notes": list(notes or []) + result.notes,
-        "memory": result.memory,   # per scale: the budget, the optimiser, one pass or the tiling (tiled.plan)
+        "memory": result.memory,   # per scale: the budget, the optimiser, one pass or the tiling (memory.plan)
         "history": {"loss": result.history, "terms": result.term_history},
         **extra,
     }
