@@ -47,7 +47,8 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
                    init: str = "content", pool: str = "max", preserve_color: str = "none", size=160,
                    scales: int = 1, work_size: int | None = WORK_SIZE, optimizer: str | None = None, steps: int = 200, lr: float | None = None,
                    lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0, save_every: int = 0,
-                   memory=None, preprocess=None, device=None, progress: bool = True, callback=None) -> Run:
+                   memory=None, preprocess=None, device=None, progress: bool = True, callback=None,
+                   terms: Objective | None = None) -> Run:
     """Paint `content` in the style of `styles`; returns a Run (`.image`, `.record`, `.save(path, report)`).
 
     Args:
@@ -70,8 +71,10 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         style_loss: "gram" (Gatys) or "swd" (sliced Wasserstein, Heitz et al. 2021).
         style_blend: one weight per style image (normalised to sum to 1); default equal.
         style_scale: each style image is resized so its longer side is this times the output's.
-        init: "content", "style", "noise", "blend:W" (W x content + (1 - W) x noise) or
-            "blend:W:style" (W x content + (1 - W) x style).
+        init: "content", "style", "noise", "blend:W" (W x content + (1 - W) x noise),
+            "blend:W:style" (W x content + (1 - W) x style), or a starting image (a `[1, C, H, W]` tensor, resized
+            to the output: video starts a frame from the previous stylised frame, warped).
+        terms: further objective terms added to the content and style losses (video's temporal loss).
         pool: "max", or "avg" to swap every max pooling for average pooling (Gatys: smoother results).
         preserve_color: "none", "luminance" or "histogram" (see the module docstring).
         size: the output's longer side N, or (height, width); None keeps the content's size. 160 px and
@@ -89,7 +92,8 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "content", "styles", "callback", "progress")}
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    options.update(content=_describe(content), styles=[_describe(s) for s in styles],
+    options.update(content=_describe(content), styles=[_describe(s) for s in styles], init=_describe(init),
+                   terms=None if terms is None else terms.names,
                    model=str(model.path if isinstance(model, FeatureModel) else model))
     _check_options(style_loss, preserve_color, pool, styles, style_scale, init)
     memory = None if memory is None else parse_memory(memory)
@@ -124,6 +128,8 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     style_obj = style_objective(model, [s.to(device) for s in style_imgs], style_w, blend, loss=style_loss,
                                 scale=style_scale, min_side=style_min, seed=seed)
     objective = content_weight * content_obj + style_weight * style_obj
+    if terms is not None:
+        objective = objective + terms
     if tv_weight:
         objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")   # per pixel
     start = initial_image(init, target.shape, seed=seed, like=target, styles=style_imgs, blend=blend)
@@ -173,6 +179,8 @@ def _check_options(style_loss: str, preserve_color: str, pool: str, styles: list
         raise InvtoolError("give at least one style image")
     if style_scale <= 0:
         raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
+    if isinstance(init, torch.Tensor):
+        return
     if not isinstance(init, str) or not (init in ("content", "style", "noise") or init.startswith("blend:")):
         raise InvtoolError(f"bad init {init!r}; use content, style, noise, blend:W or blend:W:style with W in [0, 1] "
                            "(the content's share)")
