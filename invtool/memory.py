@@ -33,7 +33,10 @@ TERM_BUFFERS = 4      # and each term that reads the image itself (TV: its diffe
 LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the line search's copies
 STATE = {"adam": 2, "sgd": 2, None: 0}   # Adam's moments (its fused step makes no temporaries); SGD's momentum and one
 MIN_HISTORY = 5       # with room for fewer L-BFGS pairs than this, Adam takes over
-ADAM_LR = 0.02        # Adam's learning rate on pixels when it takes over (the commands' own)
+# each optimiser's step on pixels in [0, 1] where a command names none (texture's and style's); Adam's also when it
+# takes over from L-BFGS under a budget (`plan`)
+PIXEL_LR = {"lbfgs": 1.0, "adam": 0.02, "sgd": 0.02}
+ADAM_LR = PIXEL_LR["adam"]
 MAX_VALUES = 2**31 - 1   # values in one image tensor: OpenCV's and many kernels' 32-bit indexing
 UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -225,11 +228,11 @@ def plan(model, objective: Objective, n: int, h: int, w: int, *, optimizer: str 
     check_pixels(n, h, w)
     layers = list(objective.layers)
     budget = parse_memory(memory) if memory is not None else available_memory(model.device)
-    image = 4 * n * 3 * h * w
+    image = 4 * n * model.in_channels * h * w   # bytes of one image: float32, the channels the model reads
     fixed = (image * (IMAGE_BUFFERS + TERM_BUFFERS * sum(not t.layers for t in objective.parts))
              + sum(t.sums.stored(h, w) for t in objective.parts if t.sums and t.sums.stored))
     whole = estimate_memory(model, layers, h, w, n) if layers else 0
-    info = {"size": [w, h], "budget": budget, "one_pass": whole, "tiled": False}
+    info = {"size": [h, w], "budget": budget, "one_pass": whole, "tiled": False}
 
     def state(opt, history=LBFGS_HISTORY):
         return image * (2 * history + LBFGS_BUFFERS if opt == "lbfgs" else STATE[opt])

@@ -23,10 +23,10 @@ from . import losses
 from .errors import InvtoolError, close_matches
 from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, fit_to_model, stride
 from .image import fit_size, is_grey, read_input
-from .memory import parse_memory, plan
+from .memory import PIXEL_LR, parse_memory, plan
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights as layer_weights_of, parse_layers
-from .optimize import PIXEL_LR, WORK_SIZE, optimize, require_size
+from .optimize import WORK_SIZE, optimize, require_size
 from .param import resize_image
 from .record import Run, build_record, join_records
 from .start import initial_image

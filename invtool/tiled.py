@@ -110,7 +110,7 @@ def _sum_over(model, x, stats, tiles, tiling, between,
     and with `keep_last` a list holding the last tile's (crop, features) computed with gradients, for pass 2 to
     take from instead of repeating that tile's forward pass (empty without). Each tile's features are freed
     before the next tile's forward pass (`_tile_sums`), so one tile's activations are alive at a time."""
-    (h, w), layers = x.shape[-2:], list(dict.fromkeys(layer for layer, _ in stats))
+    layers = list(dict.fromkeys(layer for layer, _ in stats))
     totals, shapes, kept = [None] * len(stats), {}, []
     for tile in tiles:
         if between:
