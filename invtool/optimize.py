@@ -25,6 +25,13 @@ What the loop does for every command:
 - deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
   random transform is drawn once per 20 iterations and held (`_HeldTransform`), since a line search
   needs one function;
+- no host sync between two of the `window` syncs, whatever the optimiser: "lbfgs" is invtool's device-side
+  L-BFGS (invtool/lbfgs.py: one evaluation per step, its line search decided on the device), "lbfgs-torch"
+  torch's (strong Wolfe; it reads the loss on the host at every evaluation), kept for comparison;
+- on CUDA, each scale's evaluation (forward, objective, backward) is captured as a CUDA graph after two eager
+  steps and replayed (invtool/capture.py); not with tiles, random transforms or random draws in the objective,
+  which stay eager with a note; `graphs=False` (or `--no-graphs`, which sets `GRAPHS`) turns it off. Each scale's
+  `memory` entry says which (`graphs`);
 - `chain` joins consecutive runs (restarts, DeepDream's octaves) into one Result.
 
 Example:
@@ -46,16 +53,19 @@ from tqdm.auto import tqdm
 from . import tiled
 from .errors import InvtoolError
 from .geometry import size_step
-from .memory import LBFGS_HISTORY, Plan, plan as memory_plan
+from .capture import Capture, backend as capture_backend
+from .lbfgs import LBFGS
+from .memory import LBFGS_HISTORY, PIXEL_LR, Plan, plan as memory_plan  # noqa: F401 (PIXEL_LR: where it was)
 from .objectives import Objective
 from .param import Param, pixel, resize_image
 from .transforms import Transform, is_random
 
-OPTIMIZERS = ("adam", "sgd", "lbfgs")
+OPTIMIZERS = ("adam", "sgd", "lbfgs", "lbfgs-torch")
+LBFGS_KINDS = ("lbfgs", "lbfgs-torch")
+LBFGS_ITERS = 20    # L-BFGS steps per draw of a random transform (torch's: iterations per call)
+GRAPHS = True       # CUDA graphs where they work; the CLI's --no-graphs turns them off for the process
 MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
 LR_SCHEDULES = ("constant", "step", "cosine")
-# the step of each optimiser on pixels in [0, 1] where a command names none (texture's and style's Gram losses)
-PIXEL_LR = {"lbfgs": 1.0, "adam": 0.02, "sgd": 0.02}
 WORK_SIZE = 512      # texture's and style's working size: larger outputs are refined from it, one doubling at a time
 
 
@@ -98,7 +108,8 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
              lr: float = 0.05, steps: int = 200, lr_schedule: str | Callable[[float], float] = "constant",
              tol: float = 0.0, window: int = 20, scales: int = 1, transforms: Transform | None = None,
              callback: Callable[[Step], bool | None] | None = None, save_every: int = 0, seed: int = 0,
-             progress: bool = True, wrap: bool = False, memory=None, work_size: int | None = None) -> Result:
+             progress: bool = True, wrap: bool = False, memory=None, work_size: int | None = None,
+             graphs: bool = True) -> Result:
     """Minimise `objective` over an image; returns the best image found and the run's histories.
 
     Args:
@@ -106,8 +117,9 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         objective: what to minimise (negate it to maximise).
         init: a starting image `[N, 3, H, W]` in [0, 1] (optimised as pixels) or a Param; its size is
             the output size.
-        optimizer: "adam", "sgd" (with momentum 0.9, Mahendran & Vedaldi's), or "lbfgs" (strong Wolfe line
-            search; best for smooth deterministic losses).
+        optimizer: "adam", "sgd" (with momentum 0.9, Mahendran & Vedaldi's), "lbfgs" (best for smooth
+            deterministic losses: invtool's device-side L-BFGS, a backtracking line search decided on the device,
+            one evaluation per step) or "lbfgs-torch" (torch's, strong Wolfe line search, host syncs).
         lr: Adam's or SGD's learning rate, or L-BFGS's initial step length (1 is its usual value).
         steps: the budget of forward+backward passes over all scales: split evenly, except that each doubling
             past `work_size` gets a quarter of the steps of the size before it (`step_budgets`).
@@ -132,6 +144,9 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
             per doubling (0 or None: never). The deepest layers' receptive fields (VGG16's conv5_1: 212 px)
             cover little of a 2048 px image, so a run there from noise lays out no large-scale structure:
             the working-size run does, and each doubling adds the detail of its size.
+        graphs: on CUDA, capture each scale's evaluation as a CUDA graph and replay it (the same losses, without
+            the launch overhead); where it cannot be used (tiles, random transforms, random draws in the
+            objective) the run is eager and the notes say why. Needs `GRAPHS` too (--no-graphs clears it).
     """
     _check_options(optimizer, lr_schedule, steps, scales, window)
     device = torch.device(model.device)
@@ -152,12 +167,17 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
     if steps < len(sizes):   # every scale needs a step to hand an image on: keep the finest
         notes.append(f"{steps} steps for {len(sizes)} scales: only the {steps} finest are run")
         sizes = sizes[-steps:]
-    plans = [memory_plan(model, objective, n, *size, optimizer=optimizer, memory=memory, wrap=wrap) for size in sizes]
+    kind = "lbfgs" if optimizer in LBFGS_KINDS else optimizer   # both L-BFGS keep the same state (memory.LBFGS_BUFFERS)
+    plans = [memory_plan(model, objective, n, *size, optimizer=kind, memory=memory, wrap=wrap) for size in sizes]
+    for p in plans:   # the plan keeps L-BFGS or gives way to Adam; which L-BFGS is the caller's
+        if p.optimizer == "lbfgs":
+            p.optimizer = p.info["optimizer"] = optimizer
     notes += [note for p in plans for note in p.notes]
     budgets = step_budgets(steps, len(sizes), min(refine, len(sizes) - 1))
 
     view = _model_view(transforms, optimizer, seed)
     run = _Run(objective.names, steps, window, save_every, callback, progress, notes)
+    capture, why_not = _capture(device, graphs and GRAPHS, transforms)
     with _stop_on_signals(run.stop):
         for scale, (size, budget, plan) in enumerate(zip(sizes, budgets, plans)):
             if scale > 0 or size != (h, w):   # the previous scale's best image, as the same kind of Param
@@ -165,11 +185,18 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
             run.begin_scale(scale, size, budget)
             if device.type == "cuda":   # the scale's measured peak goes into the record beside its plan
                 torch.cuda.reset_peak_memory_stats(device)
-            _run_scale(run, model, objective, layers, param, view, plan, lr, lr_schedule, tol, wrap)
+            scale_capture = capture if plan.tiling is None else None
+            if capture is not None and plan.tiling is not None:
+                notes.append(f"{size[1]}x{size[0]}: CUDA graphs off: tiles are evaluated eagerly")
+            captures = capture.captures if capture is not None else 0
+            _run_scale(run, model, objective, layers, param, view, plan, lr, lr_schedule, tol, wrap, scale_capture)
             if device.type == "cuda":
                 plan.info["peak"] = torch.cuda.max_memory_allocated(device)
+            plan.info["graphs"] = _graphs_state(capture, why_not, plan, captures)
             if run.end_scale(tol):
                 break
+    if capture is not None:
+        notes += [n for n in capture.notes if n not in notes]
     result = run.result(param, (h, w), sizes, device)
     result.memory = [p.info for p in plans]
     return result
@@ -188,21 +215,61 @@ def _on_device(param: Param, device: torch.device) -> Param:
         return param.remake(param.image_fn().detach().to(device))
 
 
+def _capture(device: torch.device, graphs: bool, transforms) -> tuple[Capture | None, str]:
+    """The run's Capture, or None and why not (the reason goes into each scale's record)."""
+    if not graphs:
+        return None, "off (graphs=False or --no-graphs)"
+    found = capture_backend(device)
+    if found is None:
+        return None, f"off: no CUDA graphs on {device.type}"
+    if transforms is not None and is_random(transforms):
+        return None, "off: random transforms draw a new shift or shape at each step"
+    return Capture(found), ""
+
+
+def _graphs_state(capture: Capture | None, why_not: str, plan: Plan, before: int) -> str:
+    """What a scale did about CUDA graphs, for its record: captured, or why it ran eagerly."""
+    if capture is None:
+        return why_not
+    if plan.tiling is not None:
+        return "eager: evaluated in tiles"
+    if capture.captures > before:
+        return "captured"
+    return f"eager: {capture.off}" if capture.off else "eager: fewer steps than the warm-up"
+
+
 def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], param: Param, view, plan: Plan,
-               lr: float, lr_schedule, tol: float, wrap: bool) -> None:
+               lr: float, lr_schedule, tol: float, wrap: bool, capture: Capture | None = None) -> None:
     """One scale: up to `run.budget` steps of the plan's optimiser on `param`, every evaluation recorded in `run`;
-    the objective evaluated in one pass or over the plan's tiles."""
+    the objective evaluated in one pass or over the plan's tiles; with `capture`, as a CUDA graph."""
     optimizer = plan.optimizer
     opt = _make_optimizer(optimizer, param.params, plan.lr or lr, plan.history)
     base_lr = opt.param_groups[0]["lr"]
+    key = (run.scale, run.size)
 
     def between_tiles():   # a long tiled step stops at the next tile; the last complete step's image is kept
         if run.stop.is_set():
             raise _Stop
 
+    def evaluate():   # what a graph holds: the eager step below, its gradients as outputs (the graph's buffers)
+        if param.project:
+            param.project()
+        img = param.image_fn()
+        loss, terms = objective.evaluate(model.features(view(img), layers), img)
+        grads = torch.autograd.grad(loss, param.params, allow_unused=True)
+        return img.detach(), loss.detach(), {k: t.detach() for k, t in terms.items()}, grads
+
     def closure():
         if run.must_stop():
             raise _Stop
+        if capture is not None:
+            img, loss, terms, grads = capture(key, evaluate)
+            for p, g in zip(param.params, grads):
+                p.grad = g   # the graph's buffer: the optimiser reads it, the next replay refills it
+            if run.callback:   # a callback may keep them: the next replay overwrites the graph's buffers
+                loss, terms = loss.clone(), {k: t.clone() for k, t in terms.items()}
+            run.record(img, loss, terms)
+            return loss
         opt.zero_grad(set_to_none=True)
         if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
             param.project()
@@ -218,7 +285,12 @@ def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], para
 
     try:
         while run.done < run.budget:
-            if optimizer != "lbfgs":
+            if optimizer == "lbfgs":   # invtool's: one evaluation per step, nothing read on the host
+                if isinstance(view, _HeldTransform) and run.done % LBFGS_ITERS == 0:
+                    view.redraw()   # a new function: its line search and curvature memory start afresh
+                    opt.reset()
+                opt.step(closure)
+            elif optimizer != "lbfgs-torch":
                 opt.param_groups[0]["lr"] = base_lr * _lr_factor(lr_schedule, run.done / run.budget)
                 closure()
                 opt.step()
@@ -361,7 +433,7 @@ def _model_view(transforms: Transform | None, optimizer: str, seed: int) -> Call
     if not is_random(transforms):
         return lambda img: transforms(img, None)
     generator = torch.Generator().manual_seed(seed)
-    if optimizer == "lbfgs":
+    if optimizer in LBFGS_KINDS:
         return _HeldTransform(transforms, generator)
     return lambda img: transforms(img, generator)
 
@@ -474,6 +546,8 @@ def _make_optimizer(name: str, params, lr: float, history: int = LBFGS_HISTORY) 
         return torch.optim.Adam(params, lr=lr, fused=_fusable(params))
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
+    if name == "lbfgs":
+        return LBFGS(params, lr=lr, history_size=history)
     # 20 iterations per call; the closure ends the call when the budget is spent. Tolerances off: the
     # engine's own early stop decides, whatever the loss scale.
     return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=history,
