@@ -61,11 +61,13 @@ class Runner:
         return {"workers": self.workers, "address": self.address, "ray": self.ray is not None,
                 "ray_startup_seconds": round(self.startup_seconds, 2)}
 
-    def run(self, jobs: list[Job], model, on_result) -> None:
-        """Run every job; `on_result(job, units)` in this process as each one finishes."""
+    def run(self, jobs: list[Job], model, on_result, work=None) -> None:
+        """Run every job; `on_result(job, results)` in this process as each one finishes. `work(job, model)` does
+        a job (the atlas's `run_job` unless told; on Ray, a module-level function, which Ray sends by name)."""
+        work = work or run_job
         if self.ray is None:
             for job in jobs:
-                on_result(job, run_job(job, model))
+                on_result(job, work(job, model))
             return
         ray = self.ray
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -73,7 +75,7 @@ class Runner:
         model_bytes = ray.put(model.proto.SerializeToString())   # a top-level argument: Ray resolves it
         spec = {"path": model.path, "sha256": model.sha256, "preprocess": model.preprocess, "pool": model.pool,
                 "device": None if gpus else "cpu", "dtype": model.dtype}
-        pending = {task.remote(model_bytes, spec, job): job for job in jobs}
+        pending = {task.remote(model_bytes, spec, job, work): job for job in jobs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -136,12 +138,13 @@ def _grpc_problem(host: str, port: int) -> str | None:
 _MODELS: dict[tuple, object] = {}   # in each Ray worker process: the models it has loaded
 
 
-def _ray_job(model_bytes: bytes, spec: dict, job: Job) -> list[dict]:
-    """A Ray task: the job's units, on the model of these bytes (loaded once per worker process)."""
+def _ray_job(model_bytes: bytes, spec: dict, job, work=run_job) -> list[dict]:
+    """A Ray task: `work(job, model)` (the atlas's units), on the model of these bytes (loaded once per worker
+    process)."""
     import torch
 
     torch.set_num_threads(TASK_CPUS)   # Ray sets OMP_NUM_THREADS for its workers only where it was not set
-    return run_job(job, worker_model(model_bytes, spec))
+    return work(job, worker_model(model_bytes, spec))
 
 
 def worker_model(model_bytes: bytes, spec: dict):
