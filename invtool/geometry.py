@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .defaults import KNOWN_DEFAULTS
 from .errors import InvtoolError
 from .onnx.graph import node_attributes
 
@@ -27,19 +28,6 @@ from .onnx.graph import node_attributes
 _SIZES = (256, 384)
 _CONVS = ("Conv", "ConvTranspose")
 
-# today's choices on the models whose aliases invtool's exporters write (Gatys et al. on VGG16)
-KNOWN_DEFAULTS = {
-    "vgg16": {"texture": ("conv1_1", "pool1", "pool2", "pool3", "pool4"),
-              "style": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
-              "content": ("conv4_2",), "invert": ("conv3_1",),
-              "compare": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
-              "atlas": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")},
-    "resnet18": {"texture": ("conv1", "res2", "res3", "res4"),
-                 "style": ("conv1", "res2", "res3", "res4", "res5"),
-                 "content": ("res4",), "invert": ("res3",),
-                 "compare": ("conv1", "res2", "res3", "res4", "res5"),
-                 "atlas": ("conv1", "res2", "res3", "res4", "res5")},
-}
 ROLES = ("texture", "style", "content", "invert", "compare", "atlas")
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
+from .defaults import INVERT, INVERT_INITS as INITS, INVERT_PARAMS as PARAMS
 from .errors import InvtoolError
 from .geometry import choose_layers, default_layers, fit_to_model
 from .image import contact_sheet, read_input
@@ -39,8 +40,6 @@ from .record import Run, build_record, join_records
 from .start import initial_image
 from .transforms import jitter as jitter_transform
 
-INITS = ("noise", "gray", "blur")
-PARAMS = ("pyramid", "pixel")
 PYRAMID_LEVELS = 5
 RANGE_WEIGHT = 10.0             # the soft [0, 1] box the unclamped pyramid needs
 PIXEL_RANGE = 80 / 255          # B: the range of a centred natural-image pixel, in [0, 1] units
@@ -49,17 +48,17 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.3}
 MAX_RESTARTS = 64
 MERGE_TEMPERATURE = 0.1   # softmax temperature of `merge_by_fit`, in units of the mean error
 POLISH_STEPS = 50         # with restarts: the last run, from their merge
-DEFAULT_SIZE = 128        # see DEFAULT_STEPS
-DEFAULT_STEPS = 600       # one run, stopped early at DEFAULT_TOL: about a minute on 2 CPU cores (README)
-DEFAULT_TOL = 1e-3
 
 
-def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, size=DEFAULT_SIZE,
-           alpha: float = 6.0, alpha_weight: float = 0.0, tv_beta: float = 2.0, tv_weight: float = 3e-4,
-           jitter: int = 0, init: str = "gray", param: str = "pyramid", optimizer: str = "lbfgs",
-           lr: float | None = None, lr_schedule: str = "constant", steps: int = DEFAULT_STEPS,
-           tol: float = DEFAULT_TOL, scales: int = 1, seed: int = 0, restarts: int = 1, preprocess=None,
-           pool: str = "max", device=None, save_every: int = 0, progress: bool = True, callback=None) -> Run:
+def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, size=INVERT["size"],
+           alpha: float = INVERT["alpha"], alpha_weight: float = INVERT["alpha_weight"],
+           tv_beta: float = INVERT["tv_beta"], tv_weight: float = INVERT["tv_weight"],
+           jitter: int = INVERT["jitter"], init: str = INVERT["init"], param: str = INVERT["param"],
+           optimizer: str = INVERT["optimizer"],
+           lr: float | None = INVERT["lr"], lr_schedule: str = INVERT["lr_schedule"], steps: int = INVERT["steps"],
+           tol: float = INVERT["tol"], scales: int = INVERT["scales"], seed: int = INVERT["seed"],
+           restarts: int = INVERT["restarts"], preprocess=None, pool: str = "max", device=None,
+           save_every: int = INVERT["save_every"], progress: bool = True, callback=None) -> Run:
     """Reconstruct `image` from its features at `layers`; returns a Run (`.image`, `.record`, `.save`).
 
     Args:

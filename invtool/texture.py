@@ -21,29 +21,32 @@ import torch
 
 from . import losses
 from .errors import InvtoolError, close_matches
-from .geometry import KNOWN_DEFAULTS, choose_layers, default_layers, fit_to_model, stride
+from .defaults import GATYS_LAYERS, LOSSES, TEXTURE  # noqa: F401  (GATYS_LAYERS: invtool.texture's, as before)
+from .geometry import choose_layers, default_layers, fit_to_model, stride
 from .image import fit_size, is_grey, read_input
 from .memory import PIXEL_LR, parse_memory, plan
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, Sum, layer_weights as layer_weights_of, parse_layers
-from .optimize import WORK_SIZE, optimize, require_size
+from .optimize import optimize, require_size
 from .param import resize_image
 from .record import Run, build_record, join_records
 from .start import initial_image
 from .tiled import score
 from .transforms import deterministic
 
-GATYS_LAYERS = KNOWN_DEFAULTS["vgg16"]["texture"]   # Gatys et al. 2015
-LOSSES = ("gram", "sorted", "swd")
 WEIGHTINGS = ("uniform", "increasing", "decreasing", "inverse-channels")
 
 
 def synthesize_texture(source, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None,
-                       layer_weights="uniform", loss: str = "gram", gram_norm: str = "gatys",
-                       pool: str = "max", preprocess=None, device=None, size=None, out_size=None,
-                       tile: bool = False, scales: int = 2, work_size: int | None = WORK_SIZE, optimizer: str | None = None, steps: int = 150,
-                       lr: float | None = None, lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0,
-                       save_every: int = 0, memory=None, progress: bool = True, callback=None) -> Run:
+                       layer_weights=TEXTURE["layer_weights"], loss: str = TEXTURE["loss"],
+                       gram_norm: str = TEXTURE["gram_norm"], pool: str = "max", preprocess=None, device=None,
+                       size=None, out_size=None, tile: bool = False, scales: int = TEXTURE["scales"],
+                       work_size: int | None = TEXTURE["work_size"],
+                       optimizer: str | None = TEXTURE["optimizer"], steps: int = TEXTURE["steps"],
+                       lr: float | None = TEXTURE["lr"], lr_schedule: str = TEXTURE["lr_schedule"],
+                       tol: float = TEXTURE["tol"], seed: int = TEXTURE["seed"],
+                       save_every: int = TEXTURE["save_every"], memory=None, progress: bool = True,
+                       callback=None) -> Run:
     """Synthesise a texture like `source`; returns a Run (`.image`, `.record`, `.save(path, report)`).
 
     Args:
@@ -189,7 +192,7 @@ def texture_sweep(source, *, layer_sets=None, weightings=None, **kwargs) -> Run:
     """
     from .image import contact_sheet
 
-    weightings = list(weightings) if weightings else [kwargs.pop("layer_weights", "uniform")]
+    weightings = list(weightings) if weightings else [kwargs.pop("layer_weights", TEXTURE["layer_weights"])]
     kwargs.pop("layer_weights", None)
     model = as_model(kwargs.pop("model", DEFAULT_MODEL), kwargs.pop("preprocess", None), kwargs.get("pool", "max"),
                      kwargs.pop("device", None))   # loaded once for all runs

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .defaults import VISUALIZE, VISUALIZE_PARAMS as PARAMS
 from .errors import InvtoolError, close_matches
 from .geometry import fit_to_model, size_step
 from .image import contact_sheet, fit_size, read_input
@@ -33,7 +34,6 @@ from .record import Run, build_record
 from .start import initial_image
 from .transforms import compose, jitter as jitter_transform, rotate as rotate_transform, scale as scale_transform
 
-PARAMS = ("fourier", "pixel")
 KINDS = {"channel": channel, "neuron": neuron, "layer": layer_energy}
 
 
@@ -45,10 +45,13 @@ class VisualizeRun(Run):
 
 
 def visualize(layer: str | None = None, channels=None, *, objectives=None, model: str | FeatureModel = DEFAULT_MODEL,
-              param: str | None = None, size=128, image=None, octaves: int = 1, octave_scale: float = 1.4,
-              jitter: int = 8, scale_jitter: float = 0.1, rotate: float = 10.0, optimizer: str = "adam",
-              steps: int = 64, lr: float | None = None, seed: int = 0, cols: int | None = None, preprocess=None,
-              pool: str = "max", device=None, save_every: int = 0, progress: bool = True,
+              param: str | None = None, size=VISUALIZE["size"], image=None, octaves: int = VISUALIZE["octaves"],
+              octave_scale: float = VISUALIZE["octave_scale"], jitter: int = VISUALIZE["jitter"],
+              scale_jitter: float = VISUALIZE["scale_jitter"], rotate: float = VISUALIZE["rotate"],
+              optimizer: str = VISUALIZE["optimizer"], steps: int = VISUALIZE["steps"],
+              lr: float | None = VISUALIZE["lr"], seed: int = VISUALIZE["seed"], cols: int | None = None,
+              preprocess=None, pool: str = "max", device=None,
+              save_every: int = VISUALIZE["save_every"], progress: bool = True,
               callback=None) -> VisualizeRun:
     """Images that maximise objectives on a model's features: one tile per channel, or per objective.
 

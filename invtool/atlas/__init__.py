@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..defaults import ATLAS
 from ..errors import InvtoolError
 from ..geometry import ReceptiveField, choose_layers, receptive_field
 from ..image import encode_png, write_atomic
@@ -43,9 +44,10 @@ MARKER = ".invtool-atlas"
 FORMAT = 1
 
 
-def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channels=None, images=None, top: int = 9,
-                steps: int = 64, size: int = 128, seed: int = 0, batch: int = 8, example_size: int = 224,
-                engine: str = "auto", workers: int = 1, address: str | None = None, preprocess=None,
+def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channels=None, images=None,
+                top: int = ATLAS["top"], steps: int = ATLAS["steps"], size: int = ATLAS["size"],
+                seed: int = ATLAS["seed"], batch: int = ATLAS["batch"], example_size: int = ATLAS["example_size"],
+                engine: str = "auto", workers: int = ATLAS["workers"], address: str | None = None, preprocess=None,
                 pool: str = "max", device=None, progress: bool = True) -> dict:
     """Build (or bring up to date) the atlas of `model` in the folder `output`; returns its record.
 
