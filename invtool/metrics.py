@@ -1,12 +1,13 @@
 """How good a reconstruction is: PSNR and SSIM against the original image (scikit-image's), and the
-normalised feature error at the layers it was reconstructed from.
+normalised feature error at the layers it was reconstructed from. scikit-image (and with it scipy) is
+imported when PSNR or SSIM is first computed, not with this module: `invtool invert --help` and the
+commands that compute no such metric do not load it.
 
 Example:
     >>> reconstruction_metrics(model, original, result, ["conv3_1"])   # {'psnr', 'ssim', 'feature_error': {layer: ...}}
 """
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from . import losses
 
@@ -18,11 +19,15 @@ def _hwc(x: torch.Tensor) -> np.ndarray:
 
 def psnr(original: torch.Tensor, image: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of `image` against `original` (both `[1, 3, H, W]` in [0, 1])."""
+    from skimage.metrics import peak_signal_noise_ratio
+
     return float(peak_signal_noise_ratio(_hwc(original), _hwc(image), data_range=1.0))
 
 
 def ssim(original: torch.Tensor, image: torch.Tensor) -> float:
     """Structural similarity (Wang et al. 2004, 7x7 windows, mean over the colour channels), in [-1, 1]."""
+    from skimage.metrics import structural_similarity
+
     return float(structural_similarity(_hwc(original), _hwc(image), data_range=1.0, channel_axis=2))
 
 
