@@ -6,8 +6,10 @@ This one takes exactly one evaluation per `step(closure)` and decides everything
 
 - the line search is a backtracking one with a device-side Armijo test: the trial point x = x_k + t d is
   evaluated; if f(x) <= f_k + c1 t g_k.d (and f is finite) it is accepted: the pair (s, y) enters the history
-  (when y.s > 0), the new direction is d = -H g at x and the next trial is t = lr (Nocedal & Wright's unit step;
-  the first step of a fresh memory is lr min(1, 1/|g|_1), as torch's). Otherwise t shrinks to the minimiser of
+  (when y.s > 1e-10 y.y), the new direction is d = -H g at x and the next trial is t = lr (Nocedal & Wright's unit step;
+  the first step of a fresh memory is lr min(1, 1/|g|_1), as torch's, and while no pair is kept each step that
+  ends still descending steeply (weak Wolfe's curvature test fails) is followed by one 4x as long: torch's
+  strong-Wolfe search extrapolates there, and pairs from too-short steps have y.s < 0 on these losses). Otherwise t shrinks to the minimiser of
   the quadratic through f_k, g_k.d and f(x), clamped to [0.1 t, 0.5 t]. Both outcomes are computed and one is
   kept with `torch.where`: no branch on a device value;
 - H g is the compact form of the L-BFGS product (Byrd, Nocedal & Schnabel 1994): with the pairs as rows of S and
@@ -33,9 +35,12 @@ Example:
 import torch
 
 C1 = 1e-4          # Armijo's sufficient decrease
+C2 = 0.9           # weak Wolfe's curvature: an accepted step whose slope is still below C2 times the first was short
+GROW = 4.0         # without curvature pairs, a step found short is followed by one GROW times as long
 SHRINK = (0.1, 0.5)   # a rejected step's new length, as fractions of the old: the quadratic minimiser within these
 STALL = 1e-6       # a line search whose step shrank below this fraction of its first restarts the memory
-CURVATURE = 1e-10  # pairs with y.s at or below this are not kept (torch's threshold)
+CURVATURE = 1e-10  # pairs with y.s at or below this times y.y are not kept (gamma = s.y / y.y must be above it:
+                   # relative, since a first step of 1/|g|_1 on a loss of 1e6 makes y.s tiny but informative)
 
 
 class LBFGS(torch.optim.Optimizer):
@@ -84,7 +89,7 @@ class LBFGS(torch.optim.Optimizer):
         return dict(S=z(m, n), Y=z(m, n), SY=z(m, m), YY=z(m, m), stamp=torch.full((m,), -1.0, device=x.device,
                     dtype=x.dtype), ptr=torch.zeros((), dtype=torch.long, device=x.device),
                     clock=z(()), xk=torch.zeros_like(x), gk=torch.zeros_like(x), d=torch.zeros_like(x),
-                    fk=z(()), t=z(()), t0=z(()), gd=z(()),
+                    fk=z(()), t=z(()), t0=z(()), gd=z(()), tsd=z(()),
                     fresh=torch.ones((), dtype=torch.bool, device=x.device))
 
     @torch.no_grad()
@@ -111,9 +116,11 @@ class LBFGS(torch.optim.Optimizer):
         accept = fresh | (finite & (f <= b["fk"] + C1 * b["t"] * b["gd"]))
 
         # the pair (s, y) goes into the free row; kept only when accepted with positive curvature
+        # Armijo's test passed but the slope along d is still steep (weak Wolfe's curvature test fails): too short
+        short = accept & ~fresh & (torch.dot(g, b["d"]) < C2 * b["gd"])
         s, y = x - b["xk"], g - b["gk"]
         ys = torch.dot(y, s)
-        keep = accept & ~fresh & (ys > CURVATURE)   # NaN compares False
+        keep = accept & ~fresh & (ys > CURVATURE * torch.dot(y, y))   # NaN compares False
         row = ptr.reshape(1)
         S.index_copy_(0, row, torch.where(keep, s, 0.0)[None])
         Y.index_copy_(0, row, torch.where(keep, y, 0.0)[None])
@@ -146,15 +153,19 @@ class LBFGS(torch.optim.Optimizer):
 
         # the next step length: the unit step after an acceptance, shrunk by interpolation after a refusal
         t = b["t"]
-        t_ok = torch.where(empty | fresh, first, torch.full_like(t, lr))
+        # without pairs, the steepest-descent step: lr min(1, 1/|g|_1) at first, x GROW after a step too short
+        tsd = torch.where(fresh, first, torch.where(short, GROW * t, torch.where(accept, t, b["tsd"])))
+        t_ok = torch.where(empty | fresh, tsd, torch.full_like(t, lr))
         quad = -b["gd"] * t * t / (2 * (f - b["fk"] - b["gd"] * t))   # min of the quadratic through f_k, g_k.d, f
         quad = torch.where(torch.isfinite(quad), quad, SHRINK[0] * t)
         t_no = torch.minimum(torch.maximum(quad, SHRINK[0] * t), SHRINK[1] * t)
         t_new = torch.where(accept, t_ok, t_no)
+        tsd = torch.where(~accept & empty, t_no, tsd)
         restart = restart | (~accept & (t_new < STALL * b["t0"]))
         stamp.masked_fill_(restart, -1.0)
         torch.where(restart, gk.neg(), d, out=d)
         t_new = torch.where(restart, first, t_new)
+        torch.where(restart, first, tsd, out=b["tsd"])
         torch.where(accept | restart, t_new, b["t0"], out=b["t0"])
         b["gd"].copy_(torch.dot(gk, d))
         t.copy_(t_new)
