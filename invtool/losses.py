@@ -42,6 +42,29 @@ def normalize_gram(total: torch.Tensor, shape, norm: str = "gatys") -> torch.Ten
     return total / GRAM_NORMS[norm](shape[1], shape[2] * shape[3])
 
 
+def guided_gram_sum(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ over positions of m(p)² f(p) f(p)ᵀ, `[N, C, C]`, for features `[N, C, H, W]` and a mask `[N or 1, 1, H, W]`
+    at the features' resolution (`pool_mask`): the Gram sum of the mask-weighted features F·M (Gatys et al. 2017
+    §4, guided Gram matrices). A sum over positions, so it tiles as `gram_sum` does."""
+    return gram_sum(f * mask)
+
+
+def normalize_guided_gram(total: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The guided Gram matrix from `guided_gram_sum` over the positions of `mask` (the whole feature map's):
+    total / (2 Σ m²), Gatys' "gatys" normalisation with the pixel count M replaced by the mask's weight Σ m², so
+    that a region's Gram is the mean outer product over the region, comparable to a whole image's `gram_matrix`
+    (a mask that is 1 everywhere, or any constant, gives exactly `gram_matrix`). An empty mask gives zeros."""
+    return total / (2.0 * mask.square().sum().clamp_min(1e-12))
+
+
+def pool_mask(mask: torch.Tensor, s: int) -> torch.Tensor:
+    """A mask `[N, 1, H, W]` at the resolution of a layer of stride `s`: position j stands for pixels
+    [j s, j s + s) (as invtool/tiled.py counts them), so it gets their mean (area downsampling); a partial window at
+    the border averages the pixels it holds. The map may be a position longer than the layer's (its rows and
+    columns are taken as the features' Region says)."""
+    return mask if s == 1 else F.avg_pool2d(mask, s, s, ceil_mode=True)
+
+
 def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of Gram matrices `[N, C, C]` and a target `[N or 1, C, C]`."""
     return (gram - target).square().mean()
