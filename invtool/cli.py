@@ -343,7 +343,51 @@ from .style import COLOR_MODES, CONTENT_LAYERS, STYLE_LAYERS, STYLE_LOSSES, STYL
 _STY = inspect.signature(transfer_style).parameters
 
 
+def video_options(f):
+    """A clip as CONTENT (a video file or a folder of frames: invtool.video): its options, and CONTENT and -o may be
+    folders. Defaults None: stylize_video's (invtool/video.py)."""
+    before = len(getattr(f, "__click_params__", []))
+    for name, kw in reversed([
+            ("temporal_weight", dict(type=click.FloatRange(0), help="Clip: weight of the temporal term  [default: 300]")),
+            ("frame_steps", dict(type=click.IntRange(1), help="Clip: steps of each frame after a chunk's first (which "
+                                                              "takes --steps)  [default: 30]")),
+            ("chunk", dict(type=click.IntRange(0), help="Clip: frames per job (0: one job)  [default: 24]")),
+            ("overlap", dict(type=click.IntRange(0), help="Clip: frames shared by consecutive chunks, cross-faded  "
+                                                          "[default: 4]")),
+            ("workers", dict(type=click.IntRange(1), help="Clip: N Ray workers run the chunks  [default: 1, in this "
+                                                          "process]")),
+            ("address", dict(help="Clip: run the chunks on the Ray cluster at this address.")),
+            ("fps", dict(type=click.FloatRange(0, min_open=True), help="Clip: output frame rate  [default: the "
+                                                                       "input's; 24 for a folder]"))]):
+        f = click.option("--" + name.replace("_", "-"), name, default=None, **kw)(f)
+    f.__click_params__[:] = f.__click_params__[before:] + f.__click_params__[:before]   # listed last in --help
+    for p in f.__click_params__:
+        if p.name in ("content", "output"):
+            p.type = click.Path()
+    return f
+
+
+VIDEO_OPTIONS = ("temporal_weight", "frame_steps", "chunk", "overlap", "workers", "address", "fps")
+
+
+def style_clip(content, styles, output, report, quiet, **kwargs) -> None:
+    """`invtool style CLIP.mp4 STYLE -o OUT.mp4`: invtool.video.stylize_video; exit 130 after Ctrl-C."""
+    from .video import stylize_video
+
+    try:
+        run = stylize_video(content, list(styles), output=output, report=report, progress=not quiet, **kwargs)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the finished frames are kept; the same command goes on from there", err=True)
+        sys.exit(130)
+    m = run.record["metrics"]
+    click.echo(f"wrote {', '.join(map(str, run.paths))}")
+    click.echo(f"{m['frames']} frames ({m['frames_computed']} computed, {m['frames_cached']} from the cache) in "
+               f"{run.record['wall_time']:.1f} s; warping error {m['warping_error'] or 0:.4g} (the input's "
+               f"{m['input_warping_error'] or 0:.4g})")
+
+
 @main.command("style")
+@video_options
 @click.argument("content", type=click.Path(dir_okay=False))
 @click.argument("styles", metavar="STYLE [STYLE…]", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @output_options
@@ -382,9 +426,17 @@ def style_command(content, styles, output, report, quiet, model, preprocess, poo
       invtool style photo.jpg painting.jpg -o styled.png --report
       invtool style photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --preserve-color luminance -o mix.png
       invtool style photo.jpg painting.jpg --size 1024 --scales 3 -o large.png
+      invtool style clip.mp4 painting.jpg -o styled.mp4 --report     # a video, or a folder of frames
     """
     from .record import check_output
+    from .video import is_clip
 
+    clip = {k: options.pop(k) for k in VIDEO_OPTIONS}
+    if is_clip(content):   # a video file or a folder of frames
+        return style_clip(content, styles, output, report, quiet, model=model, preprocess=preprocess, pool=pool,
+                          device=device, **{k: v for k, v in clip.items() if v is not None}, **options)
+    if given := [k for k, v in clip.items() if v is not None]:
+        raise InvtoolError(f"--{given[0].replace('_', '-')} applies to a clip (a video file or a folder of frames)")
     check_output(output, content, *styles)
     run = transfer_style(content, list(styles), model=model, preprocess=preprocess, pool=pool, device=device,
                          progress=not quiet, **options)

@@ -48,8 +48,8 @@ from .param import resize_image
 from .record import record_header
 
 # tuned on a panned photo of examples/ (tests/bench/bench_video.py --tune), judged on held-out clips
-TEMPORAL_WEIGHT = 1000.0   # w_t
-FRAME_STEPS = 50           # L-BFGS steps for each frame after a chunk's first
+TEMPORAL_WEIGHT = 300.0    # w_t
+FRAME_STEPS = 30           # L-BFGS steps for each frame after a chunk's first
 CHUNK, OVERLAP = 24, 4     # frames per job, frames shared by consecutive chunks (cross-faded)
 FLOW_PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 METHODS = ("temporal", "independent")
@@ -184,7 +184,7 @@ def _png(frame: np.ndarray) -> bytes:
 
 def _tensor(frame: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> [1, 3, H, W] float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0
+    return (torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0).contiguous()
 
 
 def _uint8(x: torch.Tensor) -> np.ndarray:
