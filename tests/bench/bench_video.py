@@ -173,12 +173,12 @@ def strip(name: str, record: dict, path: Path, frames=(1, 2, 3, 4), scale=2) -> 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tune", action="store_true", help="the grid of temporal weights and steps on the tuning clip")
-    p.add_argument("--frames", type=int, default=6)
-    p.add_argument("--size", type=int, default=None, help="the frames' longer side (default: 160, as generated)")
+    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--size", type=int, default=96, help="the frames' longer side (0: 160, as generated)")
     p.add_argument("--steps", type=int, default=60, help="a chunk's first frame's steps, and each independent frame's")
     p.add_argument("--frame-steps", type=int, default=FRAME_STEPS)
     p.add_argument("--weight", type=float, default=TEMPORAL_WEIGHT)
-    p.add_argument("--chunk", type=int, default=4, help=f"frames per chunk (the command's default is {CHUNK})")
+    p.add_argument("--chunk", type=int, default=3, help=f"frames per chunk (the command's default is {CHUNK})")
     p.add_argument("--overlap", type=int, default=1)
     p.add_argument("--clips", default="pan-zoom,moving-object")
     p.add_argument("--write-clip", metavar="PATH", help="only write the held-out pan-zoom clip (--frames frames) as "
@@ -202,7 +202,7 @@ def main(argv=None):
     for name, weight, frame_steps, chunk, overlap in todo:
         frames, style, _ = available[name]
         rows.append(measure(name, frames, style, steps=args.steps, frame_steps=frame_steps, weight=weight,
-                            chunk=chunk, overlap=overlap, size=args.size))
+                            chunk=chunk, overlap=overlap, size=args.size or None))
         r = rows[-1]
         print(f"  {name} w_t={weight:g} steps={frame_steps}: done in {r['wall']:.0f} s ({r['computed']} frames "
               "computed)", flush=True)
