@@ -10,6 +10,21 @@ the output (`style_scale`). Colours: `preserve_color="luminance"` transfers the 
 and puts the content's chroma back; `"histogram"` matches the style images' colour histograms to the
 content's first (both from Gatys et al. 2016b).
 
+Regions (Gatys et al. 2017 §4, guided Gram matrices): with `masks`, one greyscale mask per style image, each style
+applies where its mask is on. A mask m (the output's size) is area-downsampled to every style layer's resolution
+(`losses.pool_mask`) and weights the features; the region's Gram matrix is
+
+    G_r = Σ_p m(p)² f(p) f(p)ᵀ / (2 Σ_p m(p)²)
+
+the Gram of the mask-weighted features F·M with Gatys' 1/(2M) normalisation, the pixel count M replaced by the mask's
+weight Σ m², so that G_r is the mean outer product over the region, the same scale as the style image's whole-image
+Gram it is compared with (a constant mask gives exactly the plain Gram). A style mask (`style_masks`) selects the
+part of a style image that gives its Gram, in the same way; none: the whole image. Each region's Gram loss is
+weighted by its area, Σ m² / M, so that a pixel feels the same style pressure, against the content term, whatever its
+region's size (one mask covering everything gives exactly the unmasked run); pixels that no mask covers keep only the
+content loss. The masked statistics are sums over positions, so they tile (`--memory`): each tile takes its slice of
+the downsampled mask, at the feature positions its `objectives.Region` gives.
+
 Example:
     >>> run = transfer_style("examples/images/chelsea.png", "examples/textures/ihc.png", size=384)
     >>> run.save("out/chelsea_ihc.png", report=True)
@@ -19,34 +34,34 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from . import losses
+from .defaults import COLOR_MODES, CONTENT_LAYERS, STYLE, STYLE_LAYERS, STYLE_LOSSES, STYLE_WEIGHTS  # noqa: F401
 from .errors import InvtoolError, close_matches
-from .geometry import KNOWN_DEFAULTS, choose_layers, fit_to_model, size_step, stride
+from .geometry import choose_layers, fit_to_model, size_step, stride
 from .image import match_histograms, read_input, rgb_to_yuv, yuv_to_rgb
-from .memory import parse_memory
+from .memory import PIXEL_LR, parse_memory
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, Sum, parse_layers
-from .optimize import PIXEL_LR, WORK_SIZE, optimize, require_size
+from .objectives import Objective, Region, Sum, parse_layers
+from .optimize import optimize, require_size
 from .param import resize_image
 from .record import Run, build_record
 from .start import initial_image
 from . import tiled
 
-CONTENT_LAYERS = KNOWN_DEFAULTS["vgg16"]["content"]   # on VGG16, Gatys et al. 2016
-STYLE_LAYERS = KNOWN_DEFAULTS["vgg16"]["style"]       # each 1/5
-STYLE_LOSSES = ("gram", "swd")
-STYLE_WEIGHTS = {"gram": 0.01, "swd": 3.0}   # per loss (swd is ~200x smaller than Gram on VGG16); see transfer_style
-COLOR_MODES = ("none", "luminance", "histogram")
 POOLS = ("max", "avg")
 
 
 def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL, content_layers=None,
-                   style_layers=None, content_weight: float = 1.0, style_weight: float | None = None,
-                   tv_weight: float = 0.0, style_loss: str = "gram", style_blend=None, style_scale: float = 1.0,
-                   init: str = "content", pool: str = "max", preserve_color: str = "none", size=160,
-                   scales: int = 1, work_size: int | None = WORK_SIZE, optimizer: str | None = None, steps: int = 200, lr: float | None = None,
-                   lr_schedule: str = "constant", tol: float = 0.0, seed: int = 0, save_every: int = 0,
+                   style_layers=None, content_weight: float = STYLE["content_weight"],
+                   style_weight: float | None = None, tv_weight: float = STYLE["tv_weight"],
+                   style_loss: str = STYLE["style_loss"], style_blend=None, style_scale=STYLE["style_scale"],
+                   masks=None, style_masks=None, init: str = STYLE["init"], pool: str = "max",
+                   preserve_color: str = STYLE["preserve_color"], size=STYLE["size"], scales: int = STYLE["scales"],
+                   work_size: int | None = STYLE["work_size"], optimizer: str | None = STYLE["optimizer"],
+                   steps: int = STYLE["steps"], lr: float | None = STYLE["lr"], lr_schedule: str = STYLE["lr_schedule"],
+                   tol: float = STYLE["tol"], seed: int = STYLE["seed"], save_every: int = STYLE["save_every"],
                    memory=None, preprocess=None, device=None, progress: bool = True, callback=None,
                    terms: Objective | None = None) -> Run:
     """Paint `content` in the style of `styles`; returns a Run (`.image`, `.record`, `.save(path, report)`).
@@ -70,7 +85,15 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
             weight does not depend on the size.
         style_loss: "gram" (Gatys) or "swd" (sliced Wasserstein, Heitz et al. 2021).
         style_blend: one weight per style image (normalised to sum to 1); default equal.
-        style_scale: each style image is resized so its longer side is this times the output's.
+        style_scale: each style image is resized so its longer side is this times the output's: one number for
+            all, or one per style image ([0.5, 1.0] or "0.5,1.0").
+        masks: one mask per style image (files or `[1, 1, H, W]` tensors in [0, 1], greyscale; another size is
+            resized to the output's, with a note): style i applies where mask i is on (guided Gram matrices, see the
+            module docstring); pixels no mask covers keep only the content loss. With masks each style's blend
+            weight is multiplied by the style count, so by default each style has the whole style weight in its
+            region. The record's metrics give each region's style loss (`region_style_losses`).
+        style_masks: one per style image, or None entries: the part of each style image whose statistics it gives
+            (default: the whole image).
         init: "content", "style", "noise", "blend:W" (W x content + (1 - W) x noise),
             "blend:W:style" (W x content + (1 - W) x style), or a starting image (a `[1, C, H, W]` tensor, resized
             to the output: video starts a frame from the previous stylised frame, warped).
@@ -84,7 +107,7 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
             say); the gram style loss tiles, swd does not.
         optimizer: default "lbfgs" (lr 1) for gram, "adam" (lr 0.02) for swd, whose random projections change at
             every evaluation, which L-BFGS's line search cannot follow; `lr` None takes the optimiser's
-            (`optimize.PIXEL_LR`), as texture does.
+            (`memory.PIXEL_LR`), as texture does.
         scales, work_size, steps, lr_schedule, tol, seed, save_every, progress, callback: passed
             to `optimize`. L-BFGS from the content image is the classic fast choice and the default. An output
             larger than `work_size` (512) starts there and is refined at each doubling, the style images
@@ -92,10 +115,15 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "content", "styles", "callback", "progress")}
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    masks, style_masks = _as_list(masks), _as_list(style_masks)
+    options.update(masks=masks and [_describe(m) for m in masks],
+                   style_masks=style_masks and [None if m is None else _describe(m) for m in style_masks])
     options.update(content=_describe(content), styles=[_describe(s) for s in styles], init=_describe(init),
-                   terms=None if terms is None else terms.names,
-                   model=str(model.path if isinstance(model, FeatureModel) else model))
+                   terms=terms and terms.names, model=str(model.path if isinstance(model, FeatureModel) else model))
     _check_options(style_loss, preserve_color, pool, styles, style_scale, init)
+    _check_masks(masks, style_masks, len(styles), style_loss)
+    scales_ = style_scales(style_scale, len(styles))
+    options.update(style_scale=scales_[0] if len(set(scales_)) == 1 else scales_)
     memory = None if memory is None else parse_memory(memory)
     blend = blend_weights(style_blend, len(styles))
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
@@ -119,14 +147,18 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
         img, more = read_input(s, channels=model.in_channels, what="style image")
         style_imgs.append(img)
         notes += more
+    region_masks = masks and _read_masks(masks, [(h, w)] * len(styles), "mask", notes, "the output's size")
+    style_region_masks = style_masks and _read_masks(style_masks, [s.shape[-2:] for s in style_imgs], "style mask",
+                                                     notes, "its style image's size")
 
     target, style_imgs = _colour_targets(preserve_color, content_img, style_imgs)
 
     device = model.device
     style_min = model.min_size(list(style_w))
     content_obj = content_objective(model, target.to(device), content_w)
+    region_kw = dict(scale=scales_, min_side=style_min, masks=region_masks, style_masks=style_region_masks)
     style_obj = style_objective(model, [s.to(device) for s in style_imgs], style_w, blend, loss=style_loss,
-                                scale=style_scale, min_side=style_min, seed=seed)
+                                seed=seed, **region_kw)
     objective = content_weight * content_obj + style_weight * style_obj
     if terms is not None:
         objective = objective + terms
@@ -139,12 +171,18 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
 
     metrics = {"content_loss": tiled.score(model, content_obj, result.image, memory)[0],
                "style_loss": tiled.score(model, style_obj, result.image, memory)[0]}
+    if region_masks:   # each region's Σ_l w_l L(G_r, A_s), unweighted by blend and area: comparable to a plain run's
+        judge = style_objective(model, [s.to(device) for s in style_imgs], style_w, [1 / len(styles)] * len(styles),
+                                by_area=False, **region_kw)
+        terms_ = tiled.score(model, judge, result.image, memory)[1]
+        metrics["region_style_losses"] = [sum(v for k, v in terms_.items() if k.split(":")[0] == p)
+                                          for p in _prefixes(len(styles))]
     image, snapshots = result.image, result.snapshots
     if preserve_color == "luminance":
         image = with_chroma(image, content_img)
         snapshots = [(step, with_chroma(s, content_img)) for step, s in snapshots]
-    sizes = [_style_size(s.shape[-2:], h, w, style_scale, style_min, size_step(model, list(style_w)))
-             for s in style_imgs]
+    sizes = [_style_size(s.shape[-2:], h, w, k, style_min, size_step(model, list(style_w)))
+             for s, k in zip(style_imgs, scales_)]
     notes += [f"style {i + 1}: {s.shape[-1]}x{s.shape[-2]} resized to {sw}x{sh} for the {w}x{h} output"
               for i, (s, (sh, sw)) in enumerate(zip(style_imgs, sizes)) if (sh, sw) != tuple(s.shape[-2:])]
     record = build_record("style", options, result, model=model, layers=layers, metrics=metrics, notes=notes,
@@ -177,8 +215,7 @@ def _check_options(style_loss: str, preserve_color: str, pool: str, styles: list
         raise InvtoolError(f"unknown pooling {pool!r}; use 'max' or 'avg'")
     if not styles:
         raise InvtoolError("give at least one style image")
-    if style_scale <= 0:
-        raise InvtoolError(f"style scale must be positive, got {style_scale:g}")
+    style_scales(style_scale, len(styles))
     if isinstance(init, torch.Tensor):
         return
     if not isinstance(init, str) or not (init in ("content", "style", "noise") or init.startswith("blend:")):
@@ -213,31 +250,61 @@ def content_objective(model: FeatureModel, content: torch.Tensor, layers: dict[s
 
 
 def style_objective(model: FeatureModel, styles: list[torch.Tensor], layers: dict[str, float], blend: list[float],
-                    *, loss: str = "gram", scale: float = 1.0, min_side: int = 1, seed: int = 0) -> Objective:
+                    *, loss: str = "gram", scale=1.0, min_side: int = 1, seed: int = 0, masks=None,
+                    style_masks=None, by_area: bool = True) -> Objective:
     """Σ_s b_s Σ_l w_l L(F_l, S_l) over style images and layers; L is the Gram loss or sliced Wasserstein.
 
     For each output size the style images are resized so their longer side is `scale` times the output's
     (at least `min_side` on their shorter side), so brush strokes keep their size relative to the output
-    at every coarse-to-fine scale.
+    at every coarse-to-fine scale; `scale` is one number or one per style image.
+
+    `masks` (gram only): one `[1, 1, H, W]` mask per style image, at the output's size (resized to each size the
+    engine asks at): style s is compared through guided Gram matrices over its region (see the module docstring),
+    its weight n b_s (n styles) times the region's area Σ m² / M (`by_area`; False: the region's own Gram loss, for
+    judging). `style_masks`: None or one per style image (None entries: the whole image), at its size.
     """
     generator = torch.Generator(model.device).manual_seed(seed + 1)   # swd's projections
     step = size_step(model, list(layers))
+    scales = style_scales(scale, len(styles))
+    regions = masks and [_Mask(m, model.device) for m in masks]
+    style_regions = [None if m is None else _Mask(m, model.device) for m in (style_masks or [None] * len(styles))]
 
-    def resized(s, h, w):
-        return resize_image(s, *_style_size(s.shape[-2:], h, w, scale, min_side, step))
+    def resized(i, h, w):
+        s = styles[i]
+        return resize_image(s, *_style_size(s.shape[-2:], h, w, scales[i], min_side, step))
 
     @functools.cache
     def features(h, w):   # swd's targets: the style images' features
-        return [tiled.features(model, resized(s, h, w), layers) for s in styles]
+        return [tiled.features(model, resized(i, h, w), layers) for i in range(len(styles))]
 
     def grams(h, w, tiling):   # Gram's: Σ f fᵀ over the style images' positions, normalised, in tiles if need be
-        sums = (tiled.sums(model, resized(s, h, w), {n: lambda f, where: losses.gram_sum(f) for n in layers}, tiling)
-                for s in styles)
-        return [{n: losses.normalize_gram(total, shape) for n, (total, shape) in found.items()} for found in sums]
+        out = []
+        for i, m in enumerate(style_regions):
+            x = resized(i, h, w)
+            if m is None:
+                found = tiled.sums(model, x, {n: lambda f, where: losses.gram_sum(f) for n in layers}, tiling)
+                out.append({n: losses.normalize_gram(total, shape) for n, (total, shape) in found.items()})
+                continue
+            found = tiled.sums(model, x, {n: lambda f, where, s=stride(model, n): losses.guided_gram_sum(f, m.at(where, s))
+                                          for n in layers}, tiling)
+            out.append({n: losses.normalize_guided_gram(total, m.whole(x.shape[-2:], stride(model, n), shape))
+                        for n, (total, shape) in found.items()})
+        return out
 
     targets = per_size(grams)
 
+    def guided(i, name):   # a sum over positions, each weighted by the region's mask there: it tiles
+        m, s = regions[i], stride(model, name)
+
+        def loss_fn(total, shape, where):
+            whole = m.whole(where.size, s, shape)
+            area = whole.square().sum() / (shape[-2] * shape[-1]) if by_area else 1.0
+            return area * losses.gram_loss(losses.normalize_guided_gram(total, whole), targets(where)[i][name])
+        return Sum(name, lambda f, where: losses.guided_gram_sum(f, m.at(where, s)), loss_fn)
+
     def term(i, name):
+        if regions:
+            return guided(i, name)
         if loss == "gram":   # a sum over positions: it tiles (objectives.Sum)
             return Sum(name, lambda f, where: losses.gram_sum(f),
                        lambda total, shape, where: losses.gram_loss(losses.normalize_gram(total, shape),
@@ -245,9 +312,109 @@ def style_objective(model: FeatureModel, styles: list[torch.Tensor], layers: dic
         return lambda f, x: losses.sliced_wasserstein_loss(f[name], features(*x.shape[-2:])[i][name],
                                                            generator=generator)
 
-    prefix = ["style"] if len(styles) == 1 else [f"style{i + 1}" for i in range(len(styles))]
-    return sum(b * wt * Objective(term(i, name), [name], name=f"{prefix[i]}:{name}")
+    prefix, k = _prefixes(len(styles)), len(styles) if regions else 1
+    return sum(k * b * wt * Objective(term(i, name), [name], name=f"{prefix[i]}:{name}")
                for i, b in enumerate(blend) for name, wt in layers.items())
+
+
+def _prefixes(n: int) -> list[str]:
+    """The style terms' name prefixes: "style", or "style1", "style2", … for several style images."""
+    return ["style"] if n == 1 else [f"style{i + 1}" for i in range(n)]
+
+
+class _Mask:
+    """A region mask `[1, 1, H, W]` at every image size the engine asks at (resized) and every layer stride
+    (`losses.pool_mask`), cached."""
+
+    def __init__(self, mask: torch.Tensor, device):
+        self.mask, self.cache = mask.to(device), {}
+
+    def pooled(self, size, s: int) -> torch.Tensor:
+        if (size, s) not in self.cache:
+            self.cache[size, s] = losses.pool_mask(resize_mask(self.mask, *size), s)
+        return self.cache[size, s]
+
+    def at(self, where, s: int) -> torch.Tensor:
+        """The mask at the feature positions of `where` (an `objectives.Region`: a tile's interior or the whole map)
+        of a layer of stride s; a map a position shorter than the layer's (a network that rounds up) repeats its
+        last row or column."""
+        m = self.pooled(tuple(where.size), s)
+        short = (max(0, where.rows.stop - m.shape[-2]), max(0, where.cols.stop - m.shape[-1]))
+        if any(short):
+            m = F.pad(m, (0, short[1], 0, short[0]), mode="replicate")
+        return m[..., where.rows, where.cols]
+
+    def whole(self, size, s: int, shape) -> torch.Tensor:
+        """The mask over a whole feature map of `shape` for an image of `size`."""
+        return self.at(Region(slice(0, shape[-2]), slice(0, shape[-1]), tuple(size)), s)
+
+
+def resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A mask `[N, 1, H, W]` resized to h x w: bilinear, antialiased when shrinking (an area average), in [0, 1]."""
+    if tuple(mask.shape[-2:]) == (h, w):
+        return mask
+    return F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def _check_masks(masks, style_masks, n: int, style_loss: str) -> None:
+    """InvtoolError for masks no run could use: counts that are not one per style image, masks with swd."""
+    for found, what in ((masks, "masks"), (style_masks, "style masks")):
+        if found is not None and len(found) != n:
+            raise InvtoolError(f"{len(found)} {what} for {n} style image{'s' if n > 1 else ''}; give one "
+                               f"--{what[:-1].replace(' ', '-')} per style image, in the same order")
+    if style_masks is not None and masks is None:
+        raise InvtoolError("style masks without masks: give one --mask per style image for where each style goes")
+    if masks is not None and style_loss != "gram":
+        raise InvtoolError(f"masks need the gram style loss (guided Gram matrices), not {style_loss}; "
+                           "use --style-loss gram")
+
+
+def _as_list(masks) -> list | None:
+    """Masks as a list (one file or tensor alone is a list of one); None for none (None, an empty list)."""
+    if masks is None or isinstance(masks, (list, tuple)) and not masks:
+        return None
+    return [masks] if isinstance(masks, (str, Path, torch.Tensor)) else list(masks)
+
+
+def _read_masks(sources: list, sizes: list, what: str, notes: list[str], target: str) -> list:
+    """Masks `[1, 1, h, w]` in [0, 1] from files or tensors (None entries stay None), each at its size in `sizes`:
+    another size is resized with a note, a colour image read as luminance; an all-black mask is an InvtoolError."""
+    out = []
+    for i, (source, (h, w)) in enumerate(zip(sources, sizes)):
+        if source is None:
+            out.append(None)
+            continue
+        name = f"{what} {i + 1}" + (f" ({Path(source).name})" if isinstance(source, (str, Path)) else "")
+        if isinstance(source, torch.Tensor) and source.dim() == 2:
+            source = source[None, None]
+        m, more = read_input(source, channels=1, what=name)
+        if more:
+            notes.append(f"{name}: colour image read as its luminance")
+        if float(m.max()) <= 0:
+            raise InvtoolError(f"{name} is all black: it covers no pixel; paint white where style {i + 1} goes")
+        if tuple(m.shape[-2:]) != (h, w):
+            notes.append(f"{name}: {m.shape[-1]}x{m.shape[-2]} resized to {w}x{h} ({target})")
+            m = resize_mask(m, h, w)
+        out.append(m)
+    return out
+
+
+def style_scales(scale, n: int) -> list[float]:
+    """One style scale per style image from a number, "0.5,1.0" or a list: one value for all, or one per style."""
+    try:
+        values = [float(v) for v in (scale.split(",") if isinstance(scale, str)
+                                     else scale if isinstance(scale, (list, tuple)) else [scale])]
+    except (TypeError, ValueError):
+        raise InvtoolError(f"bad style scale {scale!r}; give a number like 0.5, or one per style image like "
+                           "0.5,1.0") from None
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        raise InvtoolError(f"{len(values)} style scales for {n} style images; give one for all or one per style image")
+    for v in values:
+        if not v > 0 or not math.isfinite(v):
+            raise InvtoolError(f"style scale must be positive, got {v:g}")
+    return values
 
 
 def per_size(compute):

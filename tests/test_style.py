@@ -272,7 +272,7 @@ def test_tv_term_is_per_pixel(model):
 
 
 def test_each_optimiser_gets_its_own_step_and_swd_runs_on_adam(model):
-    """The optimiser's step where none is given (`optimize.PIXEL_LR`, as texture takes it): Adam at lr 1.0 on
+    """The optimiser's step where none is given (`memory.PIXEL_LR`, as texture takes it): Adam at lr 1.0 on
     pixels in [0, 1] would throw them to the box's corners; and swd, whose random projections change at every
     evaluation, defaults to Adam rather than L-BFGS, whose line search assumes one function."""
     adam = transfer_style(CAT, IHC, model=model, size=32, steps=2, optimizer="adam", **SHALLOW)
@@ -296,3 +296,28 @@ def test_swd_style_moves_the_image_towards_the_style(model):
     assert last < 0.8 * first
     assert style_loss_to(model, run.image, style) < 0.8 * style_loss_to(model, content, style)
     assert (run.image - content).abs().mean() < 0.2
+
+
+def test_style_scale_per_style_image(tmp_path):
+    """`--style-scale 0.5,1.0`: one scale per style image (each style's longer side that times the output's), one
+    value for all; with `--preserve-color histogram` from the command line. Bad scales are one line, exit 1."""
+    if not VGG16_ONNX.is_file():
+        pytest.skip("models/vgg16.onnx is missing")
+    out = tmp_path / "scaled.png"
+    args = ["style", str(CAT), str(IHC), str(HUBBLE), "-o", str(out), "--size", "48", "--steps", "1",
+            "--content-layers", "conv2_2", "--style-layers", "conv1_1,conv2_1", "-q"]
+    result = CliRunner().invoke(main, [*args, "--style-scale", "0.5,1.0", "--preserve-color", "histogram"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["options"]["style_scale"] == [0.5, 1.0] and rec["options"]["preserve_color"] == "histogram"
+    assert [max(s) for s in rec["style_sizes"]] == [24, 48]   # longer sides: 0.5 and 1 times the output's 48
+    result = CliRunner().invoke(main, [*args, "--style-scale", "0.5"])
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert result.exit_code == 0 and rec["options"]["style_scale"] == 0.5
+    assert [max(s) for s in rec["style_sizes"]] == [24, 24]
+    for bad, message in [("0.5,1,2", "3 style scales for 2 style images"), ("0,1", "style scale must be positive"),
+                         ("big", "bad style scale 'big'")]:
+        bad_out = tmp_path / "bad" / "x.png"
+        result = CliRunner().invoke(main, [*args[:5], str(bad_out), *args[6:], "--style-scale", bad])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+        assert not bad_out.parent.exists()
