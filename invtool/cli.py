@@ -3,16 +3,24 @@
 Each command parses its options, calls the Python API (the same functions a notebook uses) and
 prints the result. Errors in the user's input are InvtoolError: one line, exit 1 (click's usage
 errors exit 2); `--debug` shows the traceback instead.
+
+Start-up: this module imports only click and invtool's light modules (errors, defaults), so that `--help`
+takes a fraction of a second; the options' defaults come from `invtool.defaults`, which the Python API
+reads too. A command imports its API module (and with it torch, onnx) when it runs.
 """
 import functools
-import inspect
 import json
+import os
 import sys
+import time
 
 import click
 
+from . import defaults
+from .defaults import DEFAULT_MODEL
 from .errors import InvtoolError, OneLineErrors
-from .model import DEFAULT_MODEL
+
+_IMPORTED = time.perf_counter()   # the fallback for the process's start, where /proc is not there
 
 
 class Size(click.ParamType):
@@ -88,18 +96,17 @@ def model_options(f):
                         type=click.Path(dir_okay=False), help="ONNX model file.")(f)
 
 
-def optimizer_options(api):
+def optimizer_options(params: dict):
     """--optimizer, --steps, --lr, --lr-schedule, --tol, --scales, --seed, --save-every, for those of them
-    that the Python API function `api` takes, with its defaults (one place for them)."""
-    from .optimize import LR_SCHEDULES, OPTIMIZERS
-
-    params = inspect.signature(api).parameters
+    that `params` names, with its defaults: a command's dict in `invtool.defaults`, from which its Python API
+    function takes the same defaults (one place for them)."""
     options = [
-        ("optimizer", dict(type=click.Choice(OPTIMIZERS), help="adam, sgd (momentum 0.9) or lbfgs (strong Wolfe line search)"
+        ("optimizer", dict(type=click.Choice(defaults.OPTIMIZERS),
+                           help="adam, sgd (momentum 0.9) or lbfgs (strong Wolfe line search)"
                            " [default: the command's, see its Python API]")),
         ("steps", dict(type=click.IntRange(1), help="Forward+backward passes, over all scales.")),
         ("lr", dict(type=float, help="Learning rate (adam, sgd) or initial step (lbfgs).")),
-        ("lr_schedule", dict(type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule over each scale.")),
+        ("lr_schedule", dict(type=click.Choice(defaults.LR_SCHEDULES), help="Learning-rate schedule over each scale.")),
         ("tol", dict(type=float, help="Stop a scale when the loss improves by less than this fraction over 20 steps.")),
         ("scales", dict(type=click.IntRange(1), help="Coarse-to-fine: optimise at 1/2^(K-1) size first, then double.")),
         ("work_size", dict(type=click.IntRange(0), help="Larger outputs start at this side and are refined at each "
@@ -112,9 +119,18 @@ def optimizer_options(api):
     def decorate(f):
         for name, kw in reversed(options):
             if name in params:
-                f = click.option("--" + name.replace("_", "-"), default=params[name].default, show_default=True, **kw)(f)
-        return f
+                f = click.option("--" + name.replace("_", "-"), default=params[name], show_default=True, **kw)(f)
+        return click.option("--no-graphs", is_flag=True, expose_value=False, callback=_no_graphs,
+                            help="Evaluate each step eagerly: no CUDA graphs (on CUDA they are captured once per "
+                                 "scale and replayed).")(f)
     return decorate
+
+
+def _no_graphs(ctx, param, value):
+    """--no-graphs: CUDA graphs off for the whole process (optimize.GRAPHS), whatever the command."""
+    if value:
+        from . import optimize
+        optimize.GRAPHS = False
 
 
 def memory_option(f):
@@ -124,8 +140,39 @@ def memory_option(f):
                         "gives way to Adam; the record says  [default: what the device has free]")(f)
 
 
-def finish(run, output, report: bool) -> None:
+def process_start() -> float:
+    """When this process started, on `time.perf_counter`'s clock: from /proc/self/stat where there is one
+    (Linux, to 10 ms), else when this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])   # field 22, starttime: clock ticks after boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.perf_counter() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+
+
+class FirstStep:
+    """A step callback that notes when the run's first optimisation step has been evaluated. The record's
+    `time_to_first_step` is the seconds from the start of the process to then: interpreter start-up,
+    imports, loading the model, reading the inputs, planning and the first forward and backward pass (on a
+    GPU, finished: the first call synchronises once)."""
+
+    def __init__(self):
+        self.at: float | None = None
+
+    def __call__(self, step) -> None:
+        if self.at is None:
+            if step.loss.device.type == "cuda":
+                import torch
+                torch.cuda.synchronize(step.loss.device)
+            self.at = time.perf_counter()
+
+
+def finish(run, output, report: bool, first_step: FirstStep | None = None) -> None:
     """Write the run's image, record (and report), say what was written; exit 130 if interrupted."""
+    if first_step is not None and first_step.at is not None:
+        run.record["time_to_first_step"] = round(first_step.at - process_start(), 3)
     paths = run.save(output, report=report)
     rec = run.record
     click.echo(f"wrote {', '.join(map(str, paths))}")
@@ -180,8 +227,6 @@ def layers(model_path, size, preprocess, as_json, stages):
 
 # --- texture -------------------------------------------------------------------------------------
 
-from .texture import GATYS_LAYERS, LOSSES, synthesize_texture  # noqa: E402
-
 
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=False))
@@ -189,17 +234,18 @@ from .texture import GATYS_LAYERS, LOSSES, synthesize_texture  # noqa: E402
 @model_options
 @click.option("--layers", default=None, help="Layers whose statistics to match, LAYER[:WEIGHT],… (each once; "
               "unweighted 1; weights divided by their sum)  [default: the model's, see `invtool layers MODEL "
-              "--stages`; VGG16: " + ",".join(GATYS_LAYERS) + "]")
-@click.option("--layer-weights", default="uniform", show_default=True,
+              "--stages`; VGG16: " + ",".join(defaults.GATYS_LAYERS) + "]")
+@click.option("--layer-weights", default=defaults.TEXTURE["layer_weights"], show_default=True,
               help="A weighting over --layers given without weights: uniform|increasing|decreasing|inverse-channels.")
-@click.option("--loss", type=click.Choice(LOSSES), default="gram", show_default=True,
+@click.option("--loss", type=click.Choice(defaults.LOSSES), default=defaults.TEXTURE["loss"], show_default=True,
               help="gram (Gatys), sorted (per-channel sorted activations), swd (sliced Wasserstein).")
-@click.option("--gram-norm", type=click.Choice(["gatys", "pixels", "elements", "none"]), default="gatys",
-              show_default=True, help="Gram normalisation: gatys is 1/(4 N² M²).")
+@click.option("--gram-norm", type=click.Choice(["gatys", "pixels", "elements", "none"]),
+              default=defaults.TEXTURE["gram_norm"], show_default=True,
+              help="Gram normalisation: gatys is 1/(4 N² M²).")
 @click.option("--size", type=click.IntRange(1), default=None, help="Resize the source: its longer side, in pixels.")
 @click.option("--out-size", type=SIZE, default=None, help="Output size S or WxH  [default: the source's]")
 @click.option("--tile", is_flag=True, help="Make the output wrap around seamlessly (tileable).")
-@optimizer_options(synthesize_texture)
+@optimizer_options(defaults.TEXTURE)
 @memory_option
 @click.option("--sweep", is_flag=True, help="One run per layer set conv1_1, +pool1, … +pool4, in one contact sheet.")
 @click.option("--sweep-layers", default=None, help='Layer sets to sweep, ";"-separated: "conv1_1;conv1_1,pool1".')
@@ -208,11 +254,12 @@ def texture(source, output, report, quiet, model, preprocess, pool, device, laye
             gram_norm, size, out_size, tile, sweep, sweep_layers, sweep_weights, **optim):
     """Synthesise a texture like SOURCE (Gatys et al. 2015), of any size, optionally tileable."""
     from .record import check_output
-    from .texture import texture_sweep
+    from .texture import synthesize_texture, texture_sweep
 
     check_output(output, source)
+    first_step = FirstStep()
     kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, loss=loss, gram_norm=gram_norm,
-                  size=size, out_size=out_size, tile=tile, progress=not quiet, **optim)
+                  size=size, out_size=out_size, tile=tile, progress=not quiet, callback=first_step, **optim)
     if sweep or sweep_layers or sweep_weights:
         run = texture_sweep(source, layer_weights=layer_weights.strip(),
                             layer_sets=sweep_layers.split(";") if sweep_layers else None,
@@ -220,14 +267,12 @@ def texture(source, output, report, quiet, model, preprocess, pool, device, laye
                             **kwargs)
     else:
         run = synthesize_texture(source, layers=layers or None, layer_weights=layer_weights.strip(), **kwargs)
-    finish(run, output, report)
+    finish(run, output, report, first_step)
 
 
 # --- visualize -----------------------------------------------------------------------------------
 
-from .visualization import PARAMS, visualize as visualize_api  # noqa: E402
-
-_VIS = inspect.signature(visualize_api).parameters
+_VIS = defaults.VISUALIZE
 
 
 @main.command("visualize")
@@ -238,24 +283,24 @@ _VIS = inspect.signature(visualize_api).parameters
 @click.option("--objective", "objectives", multiple=True,
               help='One tile per objective (repeatable), e.g. "channel:conv4_1:12 - 0.5*channel:conv4_1:40"; '
                    "terms channel:LAYER:INDEX, neuron:LAYER:INDEX (centre unit), layer:LAYER (energy).")
-@click.option("--param", type=click.Choice(PARAMS), default=None,
+@click.option("--param", type=click.Choice(defaults.VISUALIZE_PARAMS), default=None,
               help="fourier (decorrelated colour, 1/f scaling) or pixel  [default: fourier; pixel with --image]")
-@click.option("--size", default=str(_VIS["size"].default), show_default=True, type=SIDE_OR_SIZE,
+@click.option("--size", default=str(_VIS["size"]), show_default=True, type=SIDE_OR_SIZE,
               help="Tile size: N (square; with --image its longer side) or WxH.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None,
               help="Start from this image instead of noise (DeepDream).")
-@click.option("--octaves", type=click.IntRange(1), default=_VIS["octaves"].default, show_default=True,
+@click.option("--octaves", type=click.IntRange(1), default=_VIS["octaves"], show_default=True,
               help="DeepDream octaves: start this many octave-scale steps smaller, carry the detail up.")
-@click.option("--octave-scale", type=click.FloatRange(1, min_open=True), default=_VIS["octave_scale"].default,
+@click.option("--octave-scale", type=click.FloatRange(1, min_open=True), default=_VIS["octave_scale"],
               show_default=True, help="Size ratio between octaves.")
-@click.option("--jitter", type=click.IntRange(0), default=_VIS["jitter"].default, show_default=True,
+@click.option("--jitter", type=click.IntRange(0), default=_VIS["jitter"], show_default=True,
               help="Random shift of up to this many pixels at each step.")
-@click.option("--scale-jitter", type=click.FloatRange(0, 1, max_open=True), default=_VIS["scale_jitter"].default,
+@click.option("--scale-jitter", type=click.FloatRange(0, 1, max_open=True), default=_VIS["scale_jitter"],
               show_default=True, help="Random zoom by up to this fraction at each step.")
-@click.option("--rotate", type=click.FloatRange(0), default=_VIS["rotate"].default, show_default=True,
+@click.option("--rotate", type=click.FloatRange(0), default=_VIS["rotate"], show_default=True,
               help="Random rotation of up to this many degrees at each step.")
 @click.option("--cols", type=click.IntRange(1), default=None, help="Grid columns  [default: up to 4]")
-@optimizer_options(visualize_api)
+@optimizer_options(_VIS)
 def visualize_command(output, report, quiet, model, preprocess, pool, device, objectives, size, image, **options):
     """Images that excite each channel of a layer (activation maximisation), or DeepDream on --image.
 
@@ -265,18 +310,18 @@ def visualize_command(output, report, quiet, model, preprocess, pool, device, ob
       invtool visualize --layer conv4_2 --image photo.jpg --octaves 4 -o dream.png
     """
     from .record import check_output
+    from .visualization import visualize as visualize_api
 
     check_output(output, image)
+    first_step = FirstStep()
     run = visualize_api(objectives=list(objectives) or None, model=model, preprocess=preprocess, pool=pool,
-                        device=device, size=size, image=image, progress=not quiet, **options)
-    finish(run, output, report)
+                        device=device, size=size, image=image, progress=not quiet, callback=first_step, **options)
+    finish(run, output, report, first_step)
 
 
 # --- invert --------------------------------------------------------------------------------------
 
-from .inversion import INITS, PARAMS as INVERT_PARAMS, compare_layers, invert as invert_api, metrics_table  # noqa: E402
-
-_INV = inspect.signature(invert_api).parameters
+_INV = defaults.INVERT
 
 
 @main.command("invert")
@@ -290,26 +335,26 @@ _INV = inspect.signature(invert_api).parameters
 @click.option("--compare", default=None,
               help="One run per layer of this comma list (e.g. conv1_1,conv3_1,conv5_1,fc6), one contact sheet "
                    "and table; 'stages' for the model's stages.")
-@click.option("--size", default=str(_INV["size"].default), show_default=True, type=SIDE_OR_SIZE,
+@click.option("--size", default=str(_INV["size"]), show_default=True, type=SIDE_OR_SIZE,
               help="Resize the image first: N (its longer side) or WxH; fc layers need their own size.")
-@click.option("--alpha", type=float, default=_INV["alpha"].default, show_default=True, help="Exponent of the α-norm prior.")
-@click.option("--alpha-weight", type=float, default=_INV["alpha_weight"].default, show_default=True,
+@click.option("--alpha", type=float, default=_INV["alpha"], show_default=True, help="Exponent of the α-norm prior.")
+@click.option("--alpha-weight", type=float, default=_INV["alpha_weight"], show_default=True,
               help="Weight of the α-norm prior (0: off).")
-@click.option("--tv-beta", type=float, default=_INV["tv_beta"].default, show_default=True,
+@click.option("--tv-beta", type=float, default=_INV["tv_beta"], show_default=True,
               help="Exponent β of the total-variation prior (2 smooth, 1 keeps edges).")
-@click.option("--tv-weight", type=float, default=_INV["tv_weight"].default, show_default=True,
+@click.option("--tv-weight", type=float, default=_INV["tv_weight"], show_default=True,
               help="Weight of the total-variation prior (0: off).")
-@click.option("--jitter", type=click.IntRange(0), default=_INV["jitter"].default, show_default=True,
+@click.option("--jitter", type=click.IntRange(0), default=_INV["jitter"], show_default=True,
               help="Random shift of up to this many pixels at each step (with --optimizer adam).")
-@click.option("--init", default=_INV["init"].default, show_default=True,
-              help=f"Starting image: {'|'.join(INITS)} (uniform noise, flat gray, smooth random colours) or an "
-                   "image file, e.g. an earlier result to go on from.")
-@click.option("--restarts", type=click.IntRange(1), default=_INV["restarts"].default, show_default=True,
+@click.option("--init", default=_INV["init"], show_default=True,
+              help=f"Starting image: {'|'.join(defaults.INVERT_INITS)} (uniform noise, flat gray, smooth random "
+                   "colours) or an image file, e.g. an earlier result to go on from.")
+@click.option("--restarts", type=click.IntRange(1), default=_INV["restarts"], show_default=True,
               help="Optimise K starts together in one batch and merge them where each matches the features best "
                    "(slower per step, better on deep layers; 1: one run).")
-@click.option("--param", type=click.Choice(INVERT_PARAMS), default=_INV["param"].default, show_default=True,
+@click.option("--param", type=click.Choice(defaults.INVERT_PARAMS), default=_INV["param"], show_default=True,
               help="What is optimised: a Laplacian pyramid (regions get their colour right) or the pixels.")
-@optimizer_options(invert_api)
+@optimizer_options(_INV)
 def invert_command(image, output, report, quiet, model, preprocess, pool, device, layers, compare, **options):
     """Reconstruct IMAGE from its features at a layer (Mahendran & Vedaldi): what does the layer still know?
 
@@ -318,10 +363,13 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
       invtool invert photo.jpg --layer conv3_1 --layer fc6:0.5 --model vgg16-with-classifier.onnx -o mix.png
       invtool invert photo.jpg --compare conv1_1,conv2_1,conv3_1,conv4_1,conv5_1 --size 128 -o compare.png
     """
+    from .inversion import compare_layers, invert as invert_api, metrics_table
     from .record import check_output
 
     check_output(output, image)
-    kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, progress=not quiet, **options)
+    first_step = FirstStep()
+    kwargs = dict(model=model, preprocess=preprocess, pool=pool, device=device, progress=not quiet,
+                  callback=first_step, **options)
     if compare:
         run = compare_layers(image, layers=None if compare == "stages" else compare, **kwargs)
         runs = run.record["runs"]
@@ -333,14 +381,12 @@ def invert_command(image, output, report, quiet, model, preprocess, pool, device
         run.save(output, report=report)
         raise InvtoolError(f"{runs[-1]['stop_reason']}: the last finite image was written to {output}; "
                            "lower --lr or the prior weights")
-    finish(run, output, report)
+    finish(run, output, report, first_step)
 
 
 # --- style ---------------------------------------------------------------------------------------
 
-from .style import COLOR_MODES, CONTENT_LAYERS, STYLE_LAYERS, STYLE_LOSSES, STYLE_WEIGHTS, transfer_style  # noqa: E402
-
-_STY = inspect.signature(transfer_style).parameters
+_STY = defaults.STYLE
 
 
 def video_options(f):
@@ -394,30 +440,36 @@ def style_clip(content, styles, output, report, quiet, **kwargs) -> None:
 @model_options
 @click.option("--content-layers", default=None,
               help="Layers whose features to keep, LAYER[:WEIGHT],… (each once; unweighted 1; weights as given)  "
-                   f"[default: the model's middle stage; VGG16: {','.join(CONTENT_LAYERS)}]")
+                   f"[default: the model's middle stage; VGG16: {','.join(defaults.CONTENT_LAYERS)}]")
 @click.option("--style-layers", default=None,
               help="Layers whose statistics to take, e.g. conv1_1:1,conv2_1:0.8 (each once; unweighted 1; weights "
                    "divided by their sum)  "
-                   f"[default: one per stage of the model; VGG16: {','.join(STYLE_LAYERS)}]")
-@click.option("--content-weight", type=float, default=_STY["content_weight"].default, show_default=True,
+                   f"[default: one per stage of the model; VGG16: {','.join(defaults.STYLE_LAYERS)}]")
+@click.option("--content-weight", type=float, default=_STY["content_weight"], show_default=True,
               help="Weight of the content term (mean squared feature difference).")
 @click.option("--style-weight", type=float, default=None, help="Weight of the style term  [default: " + ", ".join(
-                  f"{w:g} for {k}" for k, w in STYLE_WEIGHTS.items()) + "]")
-@click.option("--tv-weight", type=float, default=_STY["tv_weight"].default, show_default=True,
+                  f"{w:g} for {k}" for k, w in defaults.STYLE_WEIGHTS.items()) + "]")
+@click.option("--tv-weight", type=float, default=_STY["tv_weight"], show_default=True,
               help="Total variation per pixel (smoothness; 0: off).")
-@click.option("--style-loss", type=click.Choice(STYLE_LOSSES), default=_STY["style_loss"].default, show_default=True,
+@click.option("--style-loss", type=click.Choice(defaults.STYLE_LOSSES), default=_STY["style_loss"], show_default=True,
               help="gram (Gatys) or swd (sliced Wasserstein).")
-@click.option("--init", default=_STY["init"].default, show_default=True,
+@click.option("--init", default=_STY["init"], show_default=True,
               help="content, style, noise, blend:W (W x content + noise) or blend:W:style.")
-@click.option("--preserve-color", type=click.Choice(COLOR_MODES), default=_STY["preserve_color"].default,
+@click.option("--preserve-color", type=click.Choice(defaults.COLOR_MODES), default=_STY["preserve_color"],
               show_default=True, help="Keep the content's colours: style on luminance only, or the style's "
                                       "histogram matched to the content first.")
 @click.option("--style-blend", default=None, help="One weight per STYLE, e.g. 0.7,0.3  [default: equal]")
-@click.option("--style-scale", type=click.FloatRange(0, min_open=True), default=_STY["style_scale"].default,
-              show_default=True, help="Style images' longer side relative to the output's.")
-@click.option("--size", default=str(_STY["size"].default), show_default=True, type=SIDE_OR_SIZE,
+@click.option("--style-scale", default=str(_STY["style_scale"]), show_default=True,
+              help="Style images' longer side relative to the output's: one for all, or one per STYLE, e.g. 0.5,1.0.")
+@click.option("--mask", "masks", multiple=True, type=click.Path(dir_okay=False),
+              help="Where a STYLE goes: one greyscale image per STYLE, in order, white where it applies (guided Gram "
+                   "matrices; resized to the output). Pixels no mask covers keep only the content.")
+@click.option("--style-mask", "style_masks", multiple=True, type=click.Path(dir_okay=False),
+              help="The part of each STYLE image to take the style from: one per STYLE, with --mask  "
+                   "[default: the whole image]")
+@click.option("--size", default=str(_STY["size"]), show_default=True, type=SIDE_OR_SIZE,
               help="Output size: N (the content's longer side, resized to it) or WxH.")
-@optimizer_options(transfer_style)
+@optimizer_options(_STY)
 @memory_option
 def style_command(content, styles, output, report, quiet, model, preprocess, pool, device, **options):
     """Paint CONTENT in the style of one or more STYLE images (Gatys et al. 2016).
@@ -429,6 +481,7 @@ def style_command(content, styles, output, report, quiet, model, preprocess, poo
       invtool style clip.mp4 painting.jpg -o styled.mp4 --report     # a video, or a folder of frames
     """
     from .record import check_output
+    from .style import transfer_style
     from .video import is_clip
 
     clip = {k: options.pop(k) for k in VIDEO_OPTIONS}
@@ -437,17 +490,16 @@ def style_command(content, styles, output, report, quiet, model, preprocess, poo
                           device=device, **{k: v for k, v in clip.items() if v is not None}, **options)
     if given := [k for k, v in clip.items() if v is not None]:
         raise InvtoolError(f"--{given[0].replace('_', '-')} applies to a clip (a video file or a folder of frames)")
-    check_output(output, content, *styles)
+    check_output(output, content, *styles, *options["masks"], *options["style_masks"])
+    first_step = FirstStep()
     run = transfer_style(content, list(styles), model=model, preprocess=preprocess, pool=pool, device=device,
-                         progress=not quiet, **options)
-    finish(run, output, report)
+                         progress=not quiet, callback=first_step, **options)
+    finish(run, output, report, first_step)
 
 
 # --- atlas ---------------------------------------------------------------------------------------
 
-from .atlas import build_atlas  # noqa: E402
-
-_ATL = inspect.signature(build_atlas).parameters
+_ATL = defaults.ATLAS
 
 
 @main.command("atlas")
@@ -459,16 +511,16 @@ _ATL = inspect.signature(build_atlas).parameters
 @click.option("--channels", default=None, help="Channels of every layer, e.g. 0-15 or 3,7,12-15  [default: all]")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="A folder of images for the dataset examples (unreadable files are skipped and listed).")
-@click.option("--top", type=click.IntRange(0), default=_ATL["top"].default, show_default=True,
+@click.option("--top", type=click.IntRange(0), default=_ATL["top"], show_default=True,
               help="Dataset examples per unit.")
-@optimizer_options(build_atlas)   # --steps, --seed (serially or in parallel, the same images)
-@click.option("--size", type=click.IntRange(16), default=_ATL["size"].default, show_default=True,
+@optimizer_options(_ATL)   # --steps, --seed (serially or in parallel, the same images)
+@click.option("--size", type=click.IntRange(16), default=_ATL["size"], show_default=True,
               help="Side of each visualisation, in pixels.")
-@click.option("--batch", type=click.IntRange(1), default=_ATL["batch"].default, show_default=True,
+@click.option("--batch", type=click.IntRange(1), default=_ATL["batch"], show_default=True,
               help="Channels per job (one batched run); it shapes the images, --workers does not.")
-@click.option("--example-size", type=click.IntRange(16), default=_ATL["example_size"].default, show_default=True,
+@click.option("--example-size", type=click.IntRange(16), default=_ATL["example_size"], show_default=True,
               help="Images are resized and centre-cropped to this side for the dataset pass.")
-@click.option("--workers", type=click.IntRange(1), default=_ATL["workers"].default, show_default=True,
+@click.option("--workers", type=click.IntRange(1), default=_ATL["workers"], show_default=True,
               help="1: in this process; N: N Ray workers on this machine (pip install 'invtool[ray]').")
 @click.option("--address", default=None, help="Run the jobs on the Ray cluster at this address instead.")
 @model_options
@@ -482,6 +534,8 @@ def atlas_command(model_path, model, output, layers, quiet, **options):
       invtool atlas models/vgg16.onnx -o out/atlas --layers conv3_1 --channels 0-15 --images photos/
       invtool atlas models/vgg16.onnx -o out/atlas --workers 2        # on a local Ray
     """
+    from .atlas import build_atlas
+
     try:
         rec = build_atlas(model_path or model, output, layers=layers or None, progress=not quiet,
                           **options)
