@@ -182,7 +182,6 @@ class LBFGS(torch.optim.Optimizer):
         both = valid[:, None] & valid[None, :]
         sy = b["SY"][order][:, order]
         yy = b["YY"][order][:, order]
-        eye = torch.eye(m, dtype=g.dtype, device=g.device)
         upper = torch.ones(m, m, dtype=torch.bool, device=g.device).triu()
         R = torch.where(both & upper, sy, 0.0) + torch.where(valid, 0.0, 1.0).diag()   # unkept rows: identity
         D = torch.where(valid, sy.diagonal(), 0.0)

@@ -30,7 +30,9 @@ PASSES = 2            # a statistics pass without gradients, then a gradient pas
 IMAGE_BUFFERS = 4     # image-sized tensors a run keeps besides the optimiser's: the pixels, the best image, the
                       # starting image, and the tiles' gradient, which becomes the pixels' (handed on in place)
 TERM_BUFFERS = 4      # and each term that reads the image itself (TV: its differences and their gradients)
-LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the line search's copies
+LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the line search's copies (torch's;
+                      # invtool.lbfgs's: 7, its ring's spare pair included)
+LBFGS_KINDS = ("lbfgs", "lbfgs-device")   # torch's L-BFGS and invtool's device-side one: the same state
 STATE = {"adam": 2, "sgd": 2, None: 0}   # Adam's moments (its fused step makes no temporaries); SGD's momentum and one
 MIN_HISTORY = 5       # with room for fewer L-BFGS pairs than this, Adam takes over
 # each optimiser's step on pixels in [0, 1] where a command names none (texture's and style's); Adam's also when it
@@ -228,22 +230,19 @@ def plan(model, objective: Objective, n: int, h: int, w: int, *, optimizer: str 
     check_pixels(n, h, w)
     layers = list(objective.layers)
     budget = parse_memory(memory) if memory is not None else available_memory(model.device)
-    image = 4 * n * model.in_channels * h * w   # bytes of one image: float32, the channels the model reads
-    fixed = (image * (IMAGE_BUFFERS + TERM_BUFFERS * sum(not t.layers for t in objective.parts))
-             + sum(t.sums.stored(h, w) for t in objective.parts if t.sums and t.sums.stored))
-    whole = estimate_memory(model, layers, h, w, n) if layers else 0
+    image, fixed, whole = _run_bytes(model, objective, n, h, w)
     info = {"size": [h, w], "budget": budget, "one_pass": whole, "tiled": False}
 
     def state(opt, history=LBFGS_HISTORY):
-        return image * (2 * history + LBFGS_BUFFERS if opt == "lbfgs" else STATE[opt])
+        return image * (2 * history + LBFGS_BUFFERS if opt in LBFGS_KINDS else STATE[opt])
 
     if budget is None or fixed + state(optimizer) + whole <= budget:
         return Plan(optimizer, LBFGS_HISTORY, None, None, [],
-                    {**info, "optimizer": optimizer, "history": LBFGS_HISTORY if optimizer == "lbfgs" else None})
+                    {**info, "optimizer": optimizer, "history": LBFGS_HISTORY if optimizer in LBFGS_KINDS else None})
     tileable = _tileable(objective)
     least = min(whole, _crop_memory(model, layers, n, h, w, Tiling.of(model, layers, 1), wrap)) if tileable else whole
     history, lr, notes, size = LBFGS_HISTORY, None, [], f"{w}x{h}"
-    if optimizer == "lbfgs":   # at most half of what the image's buffers leave, and room for the least evaluation
+    if optimizer in LBFGS_KINDS:   # at most half of what the image's buffers leave, and room for the least evaluation
         history = min(LBFGS_HISTORY, int(((budget - fixed) / 2 / image - LBFGS_BUFFERS) // 2),
                       int(((budget - fixed - least) / image - LBFGS_BUFFERS) // 2))
         if history < MIN_HISTORY:
@@ -253,7 +252,7 @@ def plan(model, objective: Objective, n: int, h: int, w: int, *, optimizer: str 
         elif history < LBFGS_HISTORY:
             notes.append(f"{size}: L-BFGS keeps {history} curvature pairs instead of {LBFGS_HISTORY}, to fit the "
                          f"memory budget of {_gb(budget)}")
-    info.update(optimizer=optimizer, history=history if optimizer == "lbfgs" else None)
+    info.update(optimizer=optimizer, history=history if optimizer in LBFGS_KINDS else None)
     room = budget - fixed - state(optimizer, history)
     if whole <= room:
         return Plan(optimizer, history, lr, None, notes, info)
@@ -279,6 +278,29 @@ def plan(model, objective: Objective, n: int, h: int, w: int, *, optimizer: str 
                  f"a step ({info['overhead']:g}x the pixels), to fit the memory budget of {_gb(budget)} "
                  f"(one pass needs about {_gb(whole)})")
     return Plan(optimizer, history, lr, tiling, notes, info)
+
+
+def _run_bytes(model, objective: Objective, n: int, h: int, w: int) -> tuple[int, int, int]:
+    """(one image batch, the buffers and targets a run keeps, one pass's activations), in bytes, for n images."""
+    image = 4 * n * model.in_channels * h * w   # bytes of one image: float32, the channels the model reads
+    fixed = (image * (IMAGE_BUFFERS + TERM_BUFFERS * sum(not t.layers for t in objective.parts))
+             + sum(t.sums.stored(h, w) for t in objective.parts if t.sums and t.sums.stored))
+    layers = list(objective.layers)
+    return image, fixed, estimate_memory(model, layers, h, w, n) if layers else 0
+
+
+def batch_size(model, objective: Objective, most: int, h: int, w: int, *, optimizer: str = "adam",
+               memory=None) -> int:
+    """The most images of h x w (at most `most`, at least 1) that one pass can optimise together within `memory`
+    (bytes or "2G"; None: what the device has free): `--batch auto` of visualize and the atlas. Every cost grows
+    with the batch, so the largest fitting batch is the budget over one image's cost."""
+    budget = parse_memory(memory) if memory is not None else available_memory(model.device)
+    if budget is None:
+        return most
+    image, fixed, whole = _run_bytes(model, objective, 1, h, w)
+    per_image = fixed + whole + image * (2 * LBFGS_HISTORY + LBFGS_BUFFERS if optimizer in LBFGS_KINDS
+                                         else STATE[optimizer])
+    return max(1, min(most, budget // per_image))
 
 
 def _tileable(objective: Objective) -> bool:

@@ -52,22 +52,19 @@ import torch
 from tqdm.auto import tqdm
 
 from . import tiled
+from .capture import Capture, backend as capture_backend
+from .defaults import LR_SCHEDULES, OPTIMIZERS, WORK_SIZE  # noqa: F401  (one source for CLI and API; WORK_SIZE re-exported)
 from .errors import InvtoolError
 from .geometry import size_step
-from .capture import Capture, backend as capture_backend
 from .lbfgs import LBFGS
-from .memory import LBFGS_HISTORY, PIXEL_LR, Plan, plan as memory_plan  # noqa: F401 (PIXEL_LR: where it was)
+from .memory import LBFGS_HISTORY, LBFGS_KINDS, PIXEL_LR, Plan, plan as memory_plan  # noqa: F401 (PIXEL_LR: where it was)
 from .objectives import Objective
 from .param import Param, pixel, resize_image
 from .transforms import Transform, is_random
 
-OPTIMIZERS = ("adam", "sgd", "lbfgs", "lbfgs-device")
-LBFGS_KINDS = ("lbfgs", "lbfgs-device")
 LBFGS_ITERS = 20    # L-BFGS steps per draw of a random transform (torch's: iterations per call)
 GRAPHS = True       # CUDA graphs where they work; the CLI's --no-graphs turns them off for the process
 MOMENTUM = 0.9      # SGD's, as Mahendran & Vedaldi use it
-LR_SCHEDULES = ("constant", "step", "cosine")
-WORK_SIZE = 512      # texture's and style's working size: larger outputs are refined from it, one doubling at a time
 
 
 @dataclass

@@ -171,11 +171,7 @@ def _loss_plot(record: dict) -> str:
     loss = record["history"]["loss"]
     if not loss:
         return ""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=90)
+    fig, ax = figure((7, 3.5))
     if record.get("runs"):   # a sweep: one curve per run
         for run in record["runs"]:
             ax.plot(range(1, len(run["history"]["loss"]) + 1), run["history"]["loss"], label=run["label"], lw=1)
@@ -192,6 +188,20 @@ def _loss_plot(record: dict) -> str:
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    return figure_png(fig, ax)
+
+
+def figure(size: tuple[float, float]):
+    """A matplotlib (figure, axes) for a report's plot (matplotlib is imported here, for --report only)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(figsize=size, dpi=90)
+
+
+def figure_png(fig, ax) -> str:
+    """A report's plot with its legend, as base64 PNG for an <img> (the figure is closed)."""
+    import matplotlib.pyplot as plt
     ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()

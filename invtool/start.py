@@ -43,7 +43,7 @@ def initial_image(spec, shape, *, seed: int = 0, like: torch.Tensor | None = Non
         if not isinstance(spec, torch.Tensor) and not Path(spec).is_file():
             raise InvtoolError(f"bad init {str(spec)!r}: neither one of {', '.join(SPECS)} nor an image file")
         start = read_input(spec, channels=c, what="starting image")[0]
-        return resize_image(start, h, w).expand(n, c, h, w).clone()
+        return resize_image(start, h, w).expand(n, c, h, w).contiguous()   # contiguous: L-BFGS views it flat
     if spec == "noise":
         return torch.rand(shape, generator=generator)
     if spec == "gray":

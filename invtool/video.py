@@ -25,7 +25,6 @@ Example:
 import base64
 import hashlib
 import html
-import io
 import json
 import os
 import re
@@ -45,7 +44,7 @@ from .image import contact_sheet, encode_png, fit_size, read_input, write_atomic
 from .model import DEFAULT_MODEL, as_model
 from .objectives import Objective
 from .param import resize_image
-from .record import record_header
+from .record import figure, figure_png, record_header
 
 # tuned on a panned photo of examples/ (tests/bench/bench_video.py --tune), judged on held-out clips
 TEMPORAL_WEIGHT = 300.0    # w_t
@@ -635,12 +634,9 @@ def _fmt(v) -> str:
 
 
 def _flicker_plot(record: dict) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The warping error per frame, the input's as the floor, the joins between chunks shaded, as base64 PNG."""
     rows = record["frames"][1:]
-    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
+    fig, ax = figure((7, 3))
     ax.plot([r["frame"] for r in rows], [r["warping_error"] for r in rows], marker=".", label="styled")
     ax.plot([r["frame"] for r in rows], [r["input_warping_error"] for r in rows], marker=".", color="grey",
             label="input (floor)")
@@ -648,9 +644,4 @@ def _flicker_plot(record: dict) -> str:
         ax.axvspan(j - 0.5, j + 0.5, color="orange", alpha=0.15, lw=0)
     ax.set_xlabel("frame (joins shaded)")
     ax.set_ylabel("warping error")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return figure_png(fig, ax)
