@@ -93,17 +93,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
                    init=str(init) if isinstance(init, (str, Path)) else "tensor",
                    model=str(model.path if isinstance(model, FeatureModel) else model))
     check_priors(alpha, alpha_weight, tv_beta, tv_weight)
-    if isinstance(init, (str, Path)) and init not in INITS and not Path(init).is_file():
-        raise InvtoolError(f"unknown init {str(init)!r}: not one of {', '.join(INITS)} nor an image file")
-    if param not in PARAMS:
-        raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
-    if jitter < 0:
-        raise InvtoolError(f"--jitter must be 0 or more pixels, got {jitter}")
-    if not 1 <= restarts <= MAX_RESTARTS:
-        raise InvtoolError(f"--restarts {restarts} is out of range; give 1 to {MAX_RESTARTS} (1: a single run)")
-    if restarts > 1 and steps < 8:
-        raise InvtoolError(f"--restarts {restarts} with --steps {steps}: give at least 8 steps (the last quarter "
-                           f"goes on from the merge)")
+    _check_options(init, param, jitter, restarts, steps)
     model = as_model(model, preprocess, pool, device)
     src, notes = read_input(image, channels=model.in_channels, size=size)
     weights = parse_layers(model, choose_layers(model, layers, "invert", notes, progress))
@@ -205,6 +195,21 @@ def inversion_objective(model: FeatureModel, original: torch.Tensor, weights: di
         terms.append(tv_weight * Objective(lambda f, x: losses.tv_loss(x, tv_beta, TV_SCALE),
                                            name=f"tv{tv_beta:g}"))
     return sum(terms)
+
+
+def _check_options(init, param: str, jitter: int, restarts: int, steps: int) -> None:
+    """InvtoolError for a start, parameterisation, jitter or restarts no run could use, before loading anything."""
+    if isinstance(init, (str, Path)) and init not in INITS and not Path(init).is_file():
+        raise InvtoolError(f"unknown init {str(init)!r}: not one of {', '.join(INITS)} nor an image file")
+    if param not in PARAMS:
+        raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
+    if jitter < 0:
+        raise InvtoolError(f"--jitter must be 0 or more pixels, got {jitter}")
+    if not 1 <= restarts <= MAX_RESTARTS:
+        raise InvtoolError(f"--restarts {restarts} is out of range; give 1 to {MAX_RESTARTS} (1: a single run)")
+    if restarts > 1 and steps < 8:
+        raise InvtoolError(f"--restarts {restarts} with --steps {steps}: give at least 8 steps (the last quarter "
+                           f"goes on from the merge)")
 
 
 def check_priors(alpha: float, alpha_weight: float, tv_beta: float, tv_weight: float) -> None:

@@ -117,19 +117,19 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     masks, style_masks = _as_list(masks), _as_list(style_masks)
     options.update(masks=masks and [_describe(m) for m in masks],
-                   style_masks=style_masks and [None if m is None else _describe(m) for m in style_masks])
-    options.update(content=_describe(content), styles=[_describe(s) for s in styles], init=_describe(init),
+                   style_masks=style_masks and [None if m is None else _describe(m) for m in style_masks],
+                   content=_describe(content), styles=[_describe(s) for s in styles], init=_describe(init),
                    terms=terms and terms.names, model=str(model.path if isinstance(model, FeatureModel) else model))
     _check_options(style_loss, preserve_color, pool, styles, style_scale, init)
     _check_masks(masks, style_masks, len(styles), style_loss)
     scales_ = style_scales(style_scale, len(styles))
-    options.update(style_scale=scales_[0] if len(set(scales_)) == 1 else scales_)
     memory = None if memory is None else parse_memory(memory)
     blend = blend_weights(style_blend, len(styles))
     style_weight = STYLE_WEIGHTS[style_loss] if style_weight is None else style_weight
-    optimizer = optimizer or ("adam" if style_loss == "swd" else "lbfgs")
+    optimizer = optimizer or ("adam" if style_loss == "swd" else "lbfgs")   # swd's projections change every step
     lr = lr or PIXEL_LR.get(optimizer, 1.0)
-    options.update(style_weight=style_weight, style_blend=blend, optimizer=optimizer, lr=lr)
+    options.update(style_weight=style_weight, style_blend=blend, optimizer=optimizer, lr=lr,
+                   style_scale=scales_[0] if len(set(scales_)) == 1 else scales_)
 
     model = as_model(model, preprocess, pool, device)
     if preserve_color != "none" and model.in_channels == 1:
@@ -142,55 +142,68 @@ def transfer_style(content, styles, *, model: str | FeatureModel = DEFAULT_MODEL
     layers = list(dict.fromkeys([*content_w, *style_w]))
     content_img = _fit_content(model, layers, content_img, notes)
     h, w = content_img.shape[-2:]
-    style_imgs = []
-    for s in styles:
-        img, more = read_input(s, channels=model.in_channels, what="style image")
-        style_imgs.append(img)
-        notes += more
+    read = [read_input(s, channels=model.in_channels, what="style image") for s in styles]
+    style_imgs, notes = [x for x, _ in read], notes + [n for _, more in read for n in more]
     region_masks = masks and _read_masks(masks, [(h, w)] * len(styles), "mask", notes, "the output's size")
-    style_region_masks = style_masks and _read_masks(style_masks, [s.shape[-2:] for s in style_imgs], "style mask",
-                                                     notes, "its style image's size")
+    style_region_masks = style_masks and _read_masks(style_masks, [x.shape[-2:] for x in style_imgs], "style mask", notes,
+                                                     "its style image's size")
 
     target, style_imgs = _colour_targets(preserve_color, content_img, style_imgs)
-
-    device = model.device
     style_min = model.min_size(list(style_w))
-    content_obj = content_objective(model, target.to(device), content_w)
+    content_obj = content_objective(model, target.to(model.device), content_w)
     region_kw = dict(scale=scales_, min_side=style_min, masks=region_masks, style_masks=style_region_masks)
-    style_obj = style_objective(model, [s.to(device) for s in style_imgs], style_w, blend, loss=style_loss,
+    style_obj = style_objective(model, [s.to(model.device) for s in style_imgs], style_w, blend, loss=style_loss,
                                 seed=seed, **region_kw)
-    objective = content_weight * content_obj + style_weight * style_obj
-    if terms is not None:
-        objective = objective + terms
-    if tv_weight:
-        objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")   # per pixel
+    objective = _total(content_weight * content_obj + style_weight * style_obj, terms, tv_weight)
     start = initial_image(init, target.shape, seed=seed, like=target, styles=style_imgs, blend=blend)
     result = optimize(model, objective, start, optimizer=optimizer, lr=lr, steps=steps, lr_schedule=lr_schedule,
                       tol=tol, scales=scales, work_size=work_size, callback=callback, save_every=save_every, seed=seed,
                       progress=progress, memory=memory)
 
-    metrics = {"content_loss": tiled.score(model, content_obj, result.image, memory)[0],
-               "style_loss": tiled.score(model, style_obj, result.image, memory)[0]}
-    if region_masks:   # each region's Σ_l w_l L(G_r, A_s), unweighted by blend and area: comparable to a plain run's
-        judge = style_objective(model, [s.to(device) for s in style_imgs], style_w, [1 / len(styles)] * len(styles),
-                                by_area=False, **region_kw)
-        terms_ = tiled.score(model, judge, result.image, memory)[1]
-        metrics["region_style_losses"] = [sum(v for k, v in terms_.items() if k.split(":")[0] == p)
-                                          for p in _prefixes(len(styles))]
+    metrics = _metrics(model, content_obj, style_obj, result.image, memory, style_imgs, style_w, region_kw)
     image, snapshots = result.image, result.snapshots
     if preserve_color == "luminance":
         image = with_chroma(image, content_img)
         snapshots = [(step, with_chroma(s, content_img)) for step, s in snapshots]
-    sizes = [_style_size(s.shape[-2:], h, w, k, style_min, size_step(model, list(style_w)))
-             for s, k in zip(style_imgs, scales_)]
-    notes += [f"style {i + 1}: {s.shape[-1]}x{s.shape[-2]} resized to {sw}x{sh} for the {w}x{h} output"
-              for i, (s, (sh, sw)) in enumerate(zip(style_imgs, sizes)) if (sh, sw) != tuple(s.shape[-2:])]
+    sizes = _style_sizes(model, style_imgs, h, w, scales_, style_min, list(style_w), notes)
     record = build_record("style", options, result, model=model, layers=layers, metrics=metrics, notes=notes,
                           content_layers=content_w, style_layers=style_w, output_size=[h, w],
                           style_sizes=[list(s) for s in sizes])
     inputs = {"content": content_img, **{f"style {i + 1}" if len(styles) > 1 else "style": s
                                          for i, s in enumerate(style_imgs)}}
     return Run(image, record, inputs, snapshots)
+
+
+def _total(objective: Objective, terms: Objective | None, tv_weight: float) -> Objective:
+    """The content and style losses, with the caller's further terms and total variation (per pixel) if asked."""
+    if terms is not None:
+        objective = objective + terms
+    if tv_weight:
+        objective = objective + tv_weight * Objective(lambda f, x: losses.tv_loss(x), name="tv")
+    return objective
+
+
+def _metrics(model, content_obj, style_obj, image, memory, style_imgs, style_w, region_kw) -> dict:
+    """The result's content and style losses (in tiles if one pass would not fit `memory`), and with masks each
+    region's Σ_l w_l L(G_r, A_s), unweighted by blend and area: comparable to a plain run's style loss."""
+    metrics = {"content_loss": tiled.score(model, content_obj, image, memory)[0],
+               "style_loss": tiled.score(model, style_obj, image, memory)[0]}
+    if region_kw["masks"]:
+        n = len(style_imgs)
+        judge = style_objective(model, [s.to(model.device) for s in style_imgs], style_w, [1 / n] * n,
+                                by_area=False, **region_kw)
+        terms = tiled.score(model, judge, image, memory)[1]
+        metrics["region_style_losses"] = [sum(v for k, v in terms.items() if k.split(":")[0] == p)
+                                          for p in _prefixes(n)]
+    return metrics
+
+
+def _style_sizes(model, style_imgs, h: int, w: int, scales, style_min: int, layers, notes: list[str]) -> list:
+    """Each style image's (h, w) for the h x w output (`_style_size`), with a note for each one resized."""
+    sizes = [_style_size(s.shape[-2:], h, w, k, style_min, size_step(model, layers)) for s, k in zip(style_imgs, scales)]
+    notes += [f"style {i + 1}: {s.shape[-1]}x{s.shape[-2]} resized to {sw}x{sh} for the {w}x{h} output"
+              for i, (s, (sh, sw)) in enumerate(zip(style_imgs, sizes)) if (sh, sw) != tuple(s.shape[-2:])]
+    return sizes
 
 
 def _colour_targets(preserve_color: str, content: torch.Tensor, styles: list[torch.Tensor]):

@@ -351,6 +351,87 @@ def run_chunk(job: ChunkJob, model, on_frame=None) -> list[dict]:
     return results
 
 
+def _check_options(method, flow_preset, frame_steps, temporal_weight, chunk, overlap, style_options) -> None:
+    """InvtoolError for video options no run could use, before anything is read."""
+    if method not in METHODS:
+        raise InvtoolError(f"unknown method {method!r}; use {' or '.join(METHODS)}")
+    if flow_preset not in FLOW_PRESETS:
+        raise InvtoolError(f"unknown flow preset {flow_preset!r}; use {' or '.join(FLOW_PRESETS)}")
+    if frame_steps < 1 or temporal_weight < 0:
+        raise InvtoolError("--frame-steps must be at least 1 and --temporal-weight not negative")
+    if chunk < 0 or overlap < 0 or (chunk and 2 * overlap > chunk):
+        raise InvtoolError(f"--chunk {chunk} --overlap {overlap}: the overlap is at most half a chunk")
+    if "terms" in style_options or "init" in style_options and isinstance(style_options["init"], torch.Tensor):
+        raise InvtoolError("video sets each frame's init and terms itself")
+
+
+def _frames_and_metrics(per_chunk, errors, floor, flows, joins, fresh, total):
+    """The record's per-frame rows (warping errors, consistency, each chunk's run of the frame) and the run's
+    metrics (mean warping errors, at joins and elsewhere, losses, frames computed and cached, seconds a frame)."""
+    n = len(errors)
+    rows = []
+    for i in range(n):
+        runs = [{k: v for k, v in r.items() if k != "png"} for rows_ in per_chunk for r in rows_ if r["frame"] == i]
+        rows.append({"frame": i, "warping_error": errors[i], "input_warping_error": floor[i],
+                     "consistent": None if flows[i] is None else float(flows[i][1].mean()), "join": i in joins,
+                     "runs": runs})
+    metrics = {
+        "warping_error": _mean(errors[1:]), "input_warping_error": _mean(floor[1:]),
+        "join_warping_error": _mean([errors[i] for i in joins]),
+        "other_warping_error": _mean([errors[i] for i in range(1, n) if i not in joins]),
+        "style_loss": _mean([r["style_loss"] for rows_ in per_chunk for r in rows_]),
+        "content_loss": _mean([r["content_loss"] for rows_ in per_chunk for r in rows_]),
+        "frames": n, "frames_computed": len(fresh), "frames_cached": total - len(fresh),
+        "seconds_per_frame": _mean([r["wall_time"] for r in fresh if not r["first"]]),
+        "seconds_per_first_frame": _mean([r["wall_time"] for r in fresh if r["first"]]),
+    }
+    return rows, metrics
+
+
+def _run_chunks(jobs, model, cache, workers: int, address, total: int, progress: bool):
+    """Run the chunks' jobs (in this process or on Ray), caching each frame as its job reports it; (the new
+    frames by key, the runner's description)."""
+    from .atlas.runner import Runner
+
+    bar = _bar(total, total - sum(len(j.frames) - j.done for j in jobs), progress)
+    computed: dict[str, dict] = {}
+
+    def on_frame(meta):
+        bar.update(1)
+        bar.set_postfix(frame=meta["frame"], s=f"{meta['wall_time']:.1f}", refresh=False)
+
+    def on_result(job, results):
+        for r in results:
+            computed[r["key"]] = dict(r, cached=False)
+            cache.put(r["key"], r["png"], {k: v for k, v in r.items() if k not in ("key", "png")})
+        if runner.ray is not None:
+            bar.update(len(results))
+
+    try:
+        with Runner(workers, address) as runner:
+            work = partial(run_chunk, on_frame=on_frame) if runner.ray is None else run_chunk
+            runner.run(jobs, model, on_result, work=work)
+            return computed, runner.description
+    finally:
+        bar.close()
+
+
+def _chunk_job(cache, found: dict, c: int, start: int, keys: tuple, frames, style_imgs, options, method, temporal_weight,
+               frame_steps, flow_preset, cache_dir) -> "ChunkJob | None":
+    """Chunk c's job from its first frame not in the cache (the cached ones go into `found`), or None when all are."""
+    done, last = 0, None
+    for k in keys:
+        hit = cache.get(k)
+        if hit is None:
+            break
+        found[k] = dict(hit, cached=True)
+        done, last = done + 1, hit["png"]
+    if done == len(keys):
+        return None
+    return ChunkJob(c, start, tuple(frames), keys, style_imgs, options, method, float(temporal_weight),
+                    int(frame_steps), flow_preset, str(cache_dir), done, last)
+
+
 class FrameCache:
     """Finished frames under `root`: `KEY.png` and `KEY.json` (its losses and time, written last, so its presence
     means complete)."""
@@ -441,23 +522,13 @@ def stylize_video(clip, styles, *, output, model=DEFAULT_MODEL, preprocess=None,
         size, model, preprocess, pool, device and `style_options` (content_layers, style_weight, steps, seed, …):
             as `transfer_style`, applied to each frame.
     """
-    from .atlas.runner import Runner
     from .record import check_output
 
     t0 = time.perf_counter()
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     check_output(output, clip, *styles)
     kind = output_kind(output)
-    if method not in METHODS:
-        raise InvtoolError(f"unknown method {method!r}; use {' or '.join(METHODS)}")
-    if flow_preset not in FLOW_PRESETS:
-        raise InvtoolError(f"unknown flow preset {flow_preset!r}; use {' or '.join(FLOW_PRESETS)}")
-    if frame_steps < 1 or temporal_weight < 0:
-        raise InvtoolError("--frame-steps must be at least 1 and --temporal-weight not negative")
-    if chunk < 0 or overlap < 0 or (chunk and 2 * overlap > chunk):
-        raise InvtoolError(f"--chunk {chunk} --overlap {overlap}: the overlap is at most half a chunk")
-    if "terms" in style_options or "init" in style_options and isinstance(style_options["init"], torch.Tensor):
-        raise InvtoolError("video sets each frame's init and terms itself")
+    _check_options(method, flow_preset, frame_steps, temporal_weight, chunk, overlap, style_options)
     source = read_clip(clip, size)
     n = len(source.frames)
     model = as_model(model, preprocess, pool, device)
@@ -480,44 +551,13 @@ def stylize_video(clip, styles, *, output, model=DEFAULT_MODEL, preprocess=None,
 
     cache = FrameCache(cache_dir)
     found: dict[str, dict] = {}
-    jobs = []
-    options = {k: v for k, v in style_options.items()}
-    for c, (s, e) in enumerate(bounds):
-        keys = tuple(key(s, j) for j in range(e - s))
-        done, last = 0, None
-        for k in keys:
-            hit = cache.get(k)
-            if hit is None:
-                break
-            found[k] = dict(hit, cached=True)
-            done, last = done + 1, hit["png"]
-        if done < len(keys):
-            jobs.append(ChunkJob(c, s, tuple(source.frames[s:e]), keys, style_imgs, options, method,
-                                 float(temporal_weight), int(frame_steps), flow_preset, str(cache_dir), done, last))
+    jobs = [job for c, (s, e) in enumerate(bounds)
+            if (job := _chunk_job(cache, found, c, s, tuple(key(s, j) for j in range(e - s)), source.frames[s:e],
+                                  style_imgs, dict(style_options), method, temporal_weight, frame_steps, flow_preset,
+                                  cache_dir))]
 
-    todo = sum(len(j.frames) - j.done for j in jobs)
     total = sum(e - s for s, e in bounds)
-    bar = _bar(total, total - todo, progress)
-    computed: dict[str, dict] = {}
-
-    def on_frame(meta):
-        bar.update(1)
-        bar.set_postfix(frame=meta["frame"], s=f"{meta['wall_time']:.1f}", refresh=False)
-
-    def on_result(job, results):
-        for r in results:
-            computed[r["key"]] = dict(r, cached=False)
-            cache.put(r["key"], r["png"], {k: v for k, v in r.items() if k not in ("key", "png")})
-        if runner.ray is not None:
-            bar.update(len(results))
-
-    try:
-        with Runner(workers, address) as runner:
-            work = partial(run_chunk, on_frame=on_frame) if runner.ray is None else run_chunk
-            runner.run(jobs, model, on_result, work=work)
-            runner_info = runner.description
-    finally:
-        bar.close()
+    computed, runner_info = _run_chunks(jobs, model, cache, workers, address, total, progress)
 
     found.update(computed)
     per_chunk = [[found[key(s, j)] for j in range(e - s)] for s, e in bounds]
@@ -526,24 +566,7 @@ def stylize_video(clip, styles, *, output, model=DEFAULT_MODEL, preprocess=None,
     errors, floor = warping_error(frames, flows), warping_error(source.frames, flows)
     joins = join_frames(bounds)
 
-    rows = []
-    for i in range(n):
-        runs = [{k: v for k, v in r.items() if k != "png"} for rows_ in per_chunk for r in rows_ if r["frame"] == i]
-        rows.append({"frame": i, "warping_error": errors[i], "input_warping_error": floor[i],
-                     "consistent": None if flows[i] is None else float(flows[i][1].mean()), "join": i in joins,
-                     "runs": runs})
-    fresh = [r for r in computed.values()]
-    following = [r["wall_time"] for r in fresh if not r["first"]]
-    metrics = {
-        "warping_error": _mean(errors[1:]), "input_warping_error": _mean(floor[1:]),
-        "join_warping_error": _mean([errors[i] for i in joins]),
-        "other_warping_error": _mean([errors[i] for i in range(1, n) if i not in joins]),
-        "style_loss": _mean([r["style_loss"] for rows_ in per_chunk for r in rows_]),
-        "content_loss": _mean([r["content_loss"] for rows_ in per_chunk for r in rows_]),
-        "frames": n, "frames_computed": len(fresh), "frames_cached": total - len(fresh),
-        "seconds_per_frame": _mean(following), "seconds_per_first_frame": _mean([r["wall_time"] for r in fresh
-                                                                                  if r["first"]]),
-    }
+    rows, metrics = _frames_and_metrics(per_chunk, errors, floor, flows, joins, list(computed.values()), total)
     out_fps = float(fps or source.fps)
     record = {**record_header("style-video", _jsonable_options(dict(
         clip=str(clip), styles=[str(s) if isinstance(s, (str, Path)) else "tensor" for s in styles], size=size,
