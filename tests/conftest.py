@@ -70,6 +70,17 @@ def resnet18_onnx(tmp_path_factory):
     return path, net
 
 
+def gram_objective(model, source, layers):
+    """Gatys' Gram loss against `source` at `layers`, one named term per layer: the engine tests' objective."""
+    from invtool import losses
+    from invtool.objectives import Objective
+    with torch.no_grad():
+        feats = model.features(source, layers)
+    targets = {n: losses.gram_matrix(feats[n]) for n in layers}
+    return sum(Objective(lambda f, x, n=n: losses.gram_loss(losses.gram_matrix(f[n]), targets[n]), [n], name=n)
+               for n in layers)
+
+
 def assert_close(actual, expected, rel=1e-4):
     """Max abs error within `rel` of the expected output's scale (max |expected|, at least 1)."""
     if isinstance(actual, torch.Tensor):

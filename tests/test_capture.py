@@ -5,6 +5,8 @@ CUDA path at the end runs only where CUDA is (NEEDS_CUDA)."""
 import pytest
 import torch
 
+import conftest
+
 from devices import NEEDS_CUDA
 from invtool import capture as capture_module, losses
 from invtool.capture import Capture, random_ops
@@ -14,6 +16,10 @@ from invtool.texture import texture_objective
 from invtool.transforms import deterministic, random_roll
 
 LAYERS = ["conv1_1", "pool1"]
+
+
+def gram_objective(model, source, layers=LAYERS):
+    return conftest.gram_objective(model, source, layers)
 
 
 class Recorder:
@@ -74,14 +80,6 @@ def recorder(monkeypatch):
 @pytest.fixture(scope="module")
 def model(vgg16_model):
     return vgg16_model
-
-
-def gram_objective(model, source, layers=LAYERS):
-    with torch.no_grad():
-        feats = model.features(source, layers)
-    targets = {n: losses.gram_matrix(feats[n]) for n in layers}
-    return sum(Objective(lambda f, x, n=n: losses.gram_loss(losses.gram_matrix(f[n]), targets[n]), [n], name=n)
-               for n in layers)
 
 
 def image(seed, size=32):

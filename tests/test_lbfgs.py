@@ -9,7 +9,8 @@ import signal
 import pytest
 import torch
 
-from invtool import losses
+import conftest
+
 from invtool.lbfgs import LBFGS
 from invtool.objectives import Objective
 from invtool.optimize import optimize
@@ -17,6 +18,10 @@ from invtool.param import pyramid
 from invtool.transforms import random_roll
 
 LAYERS = ["conv1_1", "pool1", "pool2"]
+
+
+def gram_objective(model, source, layers=LAYERS):
+    return conftest.gram_objective(model, source, layers)
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +99,6 @@ def test_rosenbrock_as_fast_as_torch():
     strong-Wolfe L-BFGS in about 140; the paths differ on the way, 12.6 against 11.3 at 50 evaluations)."""
     device, ref = losses_at("device"), losses_at("torch")
     assert ref[-1] < 1e-8 and device[-1] < 1e-8, (device[-1], ref[-1])
-
-
-def gram_objective(model, source, layers=LAYERS):
-    with torch.no_grad():
-        feats = model.features(source, layers)
-    targets = {n: losses.gram_matrix(feats[n]) for n in layers}
-    return sum(Objective(lambda f, x, n=n: losses.gram_loss(losses.gram_matrix(f[n]), targets[n]), [n], name=n)
-               for n in layers)
 
 
 def camera(size=32):

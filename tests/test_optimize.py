@@ -5,7 +5,9 @@ import signal
 import pytest
 import torch
 
-from invtool import InvtoolError, losses
+import conftest
+
+from invtool import InvtoolError
 from invtool.memory import estimate_memory, plan
 from invtool.objectives import Objective
 from invtool.optimize import Result, _HeldTransform, _Run, chain, optimize, step_budgets
@@ -13,20 +15,16 @@ from invtool.param import fourier, pyramid, resize_image
 from invtool.transforms import compose, deterministic, is_random, random_roll
 
 LAYERS = ["conv1_1", "pool1"]
+
+
+def gram_objective(model, source, layers=LAYERS):
+    return conftest.gram_objective(model, source, layers)
 SGD_LR = 1e-7   # plain gradient steps: this Gram loss is ~1e8, its gradients are large in pixel units
 
 
 @pytest.fixture(scope="module")
 def model(vgg16_model):
     return vgg16_model
-
-
-def gram_objective(model, source, layers=LAYERS):
-    with torch.no_grad():
-        feats = model.features(source, layers)
-    targets = {n: losses.gram_matrix(feats[n]) for n in layers}
-    return sum(Objective(lambda f, x, n=n: losses.gram_loss(losses.gram_matrix(f[n]), targets[n]), [n], name=n)
-               for n in layers)
 
 
 def noise(seed, size=32):
