@@ -261,25 +261,17 @@ def loads_in_ort(path: Path) -> bool:
 
 def float16_forms(src: Path, folder: Path) -> list[tuple[str, Path | None, str]]:
     """(form, path or None, note) for keep_io_types False and True."""
-    from onnxconverter_common import float16
+    from test_fp16 import to_fp16   # the tests' conversion, so the bench measures the same files
+
     forms = []
     for keep in (False, True):
-        proto = onnx.load(str(src))
         label = f"float16, keep_io_types={keep}"
-        out = folder / f"{src.stem}-fp16-{'io32' if keep else 'io16'}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onnx.save(float16.convert_float_to_float16(proto, keep_io_types=keep), str(out))
+        out = to_fp16(src, folder / f"{src.stem}-fp16-{'io32' if keep else 'io16'}.onnx", keep)
         if loads_in_ort(out):
             forms.append((label, out, ""))
             continue
-        if keep and len(proto.graph.output) > 1:  # its output Casts break taps inside the graph: the last alone
-            last = proto.graph.output[-1]
-            del proto.graph.output[:]
-            proto.graph.output.append(last)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                onnx.save(float16.convert_float_to_float16(proto, keep_io_types=True), str(out))
+        if keep and len(onnx.load(str(src)).graph.output) > 1:   # its output Casts break taps inside the graph
+            to_fp16(src, out, True, final_only=True)
             if loads_in_ort(out):
                 forms.append((label + ", last output only", out, ""))
                 continue

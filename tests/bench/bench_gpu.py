@@ -38,13 +38,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-EX = ROOT / "examples"
-COMMANDS = {
-    "texture": ["texture", str(EX / "textures" / "brick.png")],
-    "style": ["style", str(EX / "images" / "chelsea.png"), str(EX / "textures" / "ihc.png")],
-    "invert": ["invert", str(EX / "images" / "chelsea.png")],
-    "visualize": ["visualize", "--layer", "conv4_1", "--channels", "0-7"],
-}
+from bench_defaults import COMMANDS, EX  # noqa: E402  (each default command line, one list for both benches)
 TEXTURE_LAYERS = ["conv1_1", "pool1", "pool2", "pool3", "pool4"]
 # the bootstrap of a timed command: the wall clock at the process's start comes from the parent, the first step's
 # end is written to a file, then the CLI runs as `python -m invtool` runs it
