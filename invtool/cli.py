@@ -102,7 +102,8 @@ def optimizer_options(params: dict):
     function takes the same defaults (one place for them)."""
     options = [
         ("optimizer", dict(type=click.Choice(defaults.OPTIMIZERS),
-                           help="adam, sgd (momentum 0.9) or lbfgs (strong Wolfe line search)"
+                           help="adam, sgd (momentum 0.9), lbfgs (its line search on the device) or lbfgs-torch "
+                           "(torch's, strong Wolfe)"
                            " [default: the command's, see its Python API]")),
         ("steps", dict(type=click.IntRange(1), help="Forward+backward passes, over all scales.")),
         ("lr", dict(type=float, help="Learning rate (adam, sgd) or initial step (lbfgs).")),

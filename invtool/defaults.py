@@ -10,7 +10,7 @@ offers exactly the optimiser parameters a dict names).
 DEFAULT_MODEL = "models/vgg16.onnx"   # every command's model when none is named (`make export-models` builds it)
 
 # the optimisers (invtool.optimize checks against these)
-OPTIMIZERS = ("adam", "sgd", "lbfgs", "lbfgs-device")   # lbfgs: torch's; lbfgs-device: invtool.lbfgs
+OPTIMIZERS = ("adam", "sgd", "lbfgs", "lbfgs-torch")   # lbfgs: invtool.lbfgs (device-side); lbfgs-torch: torch.optim's
 LR_SCHEDULES = ("constant", "step", "cosine")
 WORK_SIZE = 512      # texture's and style's working size: larger outputs are refined from it, one doubling at a time
 

@@ -31,6 +31,7 @@ from .defaults import INVERT, INVERT_INITS as INITS, INVERT_PARAMS as PARAMS
 from .errors import InvtoolError
 from .geometry import choose_layers, default_layers, fit_to_model
 from .image import contact_sheet, read_input
+from .memory import LBFGS_KINDS
 from .metrics import reconstruction_metrics
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import MAX_WEIGHT, Objective, parse_layers
@@ -44,7 +45,7 @@ PYRAMID_LEVELS = 5
 RANGE_WEIGHT = 10.0             # the soft [0, 1] box the unclamped pyramid needs
 PIXEL_RANGE = 80 / 255          # B: the range of a centred natural-image pixel, in [0, 1] units
 TV_SCALE = PIXEL_RANGE / 6.5    # V: a typical difference between neighbouring pixels
-DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.3}
+DEFAULT_LR = {"adam": 0.05, "sgd": 0.3}   # L-BFGS: 1
 MAX_RESTARTS = 64
 MERGE_TEMPERATURE = 0.1   # softmax temperature of `merge_by_fit`, in units of the mean error
 POLISH_STEPS = 50         # with restarts: the last run, from their merge
@@ -105,7 +106,7 @@ def invert(image, *, model: str | FeatureModel = DEFAULT_MODEL, layers=None, siz
             src = resize_image(src, *fixed)
     require_size(model, names, *src.shape[-2:], what="the image (after --size)")
     src = resize_image(src, *fit_to_model(model, names, *src.shape[-2:], notes, "the image (after --size)"))
-    if jitter and optimizer == "lbfgs":
+    if jitter and optimizer in LBFGS_KINDS:
         notes.append("jitter makes the objective random, which L-BFGS's line search does not expect; "
                      "use --optimizer adam with --jitter")
 

@@ -34,6 +34,8 @@ Example:
 """
 import torch
 
+from .optimizers import Optimizer
+
 C1 = 1e-4          # Armijo's sufficient decrease
 C2 = 0.9           # weak Wolfe's curvature: an accepted step whose slope is still below C2 times the first was short
 GROW = 4.0         # without curvature pairs, a step found short is followed by one GROW times as long
@@ -43,11 +45,11 @@ CURVATURE = 1e-10  # pairs with y.s at or below this times y.y are not kept (gam
                    # relative, since a first step of 1/|g|_1 on a loss of 1e6 makes y.s tiny but informative)
 
 
-class LBFGS(torch.optim.Optimizer):
+class LBFGS(Optimizer):
     """L-BFGS with a device-side line search: one closure evaluation per `step`, no host synchronisation.
 
     Args:
-        params: the tensors to optimise (one group).
+        params: the tensors to optimise.
         lr: the unit step's length (1: Nocedal & Wright's, torch's default).
         history_size: curvature pairs kept.
     """
@@ -55,10 +57,8 @@ class LBFGS(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1.0, history_size: int = 50):
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
-        super().__init__(params, dict(lr=lr, history_size=history_size))
-        if len(self.param_groups) != 1:
-            raise ValueError("LBFGS takes one parameter group")
-        self._params = self.param_groups[0]["params"]
+        super().__init__(params, lr)
+        self.history_size = history_size
         self._buffers = None
 
     def reset(self) -> None:
@@ -72,19 +72,19 @@ class LBFGS(torch.optim.Optimizer):
     # --- flat views of the parameters and their gradients ---
 
     def _flat(self, grads: bool) -> torch.Tensor:
-        ts = [(p.grad if p.grad is not None else torch.zeros_like(p)) if grads else p.detach() for p in self._params]
+        ts = [(p.grad if p.grad is not None else torch.zeros_like(p)) if grads else p.detach() for p in self.params]
         return ts[0].reshape(-1) if len(ts) == 1 else torch.cat([t.reshape(-1) for t in ts])
 
     def _write(self, xk: torch.Tensor, d: torch.Tensor, t: torch.Tensor) -> None:
         """Parameters := xk + t d, in place (the graph of a CUDA capture keeps reading the same storage)."""
         at = 0
-        for p in self._params:
+        for p in self.params:
             n = p.numel()
             torch.addcmul(xk[at:at + n].view_as(p), d[at:at + n].view_as(p), t, out=p.data)
             at += n
 
     def _init(self, x: torch.Tensor) -> dict:
-        m, n = self.param_groups[0]["history_size"] + 1, x.numel()
+        m, n = self.history_size + 1, x.numel()
         z = x.new_zeros
         return dict(S=z(m, n), Y=z(m, n), SY=z(m, m), YY=z(m, m), stamp=torch.full((m,), -1.0, device=x.device,
                     dtype=x.dtype), ptr=torch.zeros((), dtype=torch.long, device=x.device),
@@ -107,7 +107,7 @@ class LBFGS(torch.optim.Optimizer):
         x, g = self._flat(False), self._flat(True)
         if self._buffers is None:
             self._buffers = self._init(x)
-        b, lr = self._buffers, self.param_groups[0]["lr"]
+        b, lr = self._buffers, self.lr
         S, Y, stamp, ptr, fresh = b["S"], b["Y"], b["stamp"], b["ptr"], b["fresh"]
         f = loss.detach().reshape(()).to(x.dtype)
 

@@ -32,8 +32,8 @@ IMAGE_BUFFERS = 4     # image-sized tensors a run keeps besides the optimiser's:
 TERM_BUFFERS = 4      # and each term that reads the image itself (TV: its differences and their gradients)
 LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the line search's copies (torch's;
                       # invtool.lbfgs's: 7, its ring's spare pair included)
-LBFGS_KINDS = ("lbfgs", "lbfgs-device")   # torch's L-BFGS and invtool's device-side one: the same state
-STATE = {"adam": 2, "sgd": 2, None: 0}   # Adam's moments (its fused step makes no temporaries); SGD's momentum and one
+LBFGS_KINDS = ("lbfgs", "lbfgs-torch")   # invtool's device-side L-BFGS and torch's: the same state
+STATE = {"adam": 2, "sgd": 2, None: 0}   # Adam's moments (one temporary in a step); SGD's momentum and one
 MIN_HISTORY = 5       # with room for fewer L-BFGS pairs than this, Adam takes over
 # each optimiser's step on pixels in [0, 1] where a command names none (texture's and style's); Adam's also when it
 # takes over from L-BFGS under a budget (`plan`)

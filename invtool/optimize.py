@@ -25,10 +25,10 @@ What the loop does for every command:
 - deterministic under `seed` (the transforms draw from a generator seeded with it); with L-BFGS a
   random transform is drawn once per 20 iterations and held (`_HeldTransform`), since a line search
   needs one function;
-- no host sync between two of the `window` syncs with Adam, SGD and "lbfgs-device", invtool's device-side L-BFGS
-  (invtool/lbfgs.py: one evaluation per step, its line search decided on the device); "lbfgs" is torch's (strong
-  Wolfe; it reads the loss on the host at every evaluation), still the default: at equal steps on the CPU the
-  device one came within 1-16% of its losses, not reliably within 10% (tests/bench/bench_gpu.py, lbfgs);
+- no host sync between two of the `window` syncs with Adam, SGD and "lbfgs", invtool's device-side L-BFGS
+  (invtool/lbfgs.py: one evaluation per step, its line search decided on the device); "lbfgs-torch" is torch's
+  (strong Wolfe; it reads the loss on the host at every evaluation). At equal steps on held-out inputs the
+  device one ends within 10% of torch's losses or below them (tests/bench/bench_gpu.py, lbfgs; docs/benchmarks.md);
 - on CUDA, each scale's evaluation (forward, objective, backward) is captured as a CUDA graph after two eager
   steps and replayed (invtool/capture.py); not with tiles, random transforms or random draws in the objective,
   which stay eager with a note; `graphs=False` (or `--no-graphs`, which sets `GRAPHS`) turns it off. Each scale's
@@ -57,6 +57,7 @@ from .defaults import LR_SCHEDULES, OPTIMIZERS, WORK_SIZE  # noqa: F401  (one so
 from .errors import InvtoolError
 from .geometry import size_step
 from .lbfgs import LBFGS
+from .optimizers import SGD, Adam
 from .memory import LBFGS_HISTORY, LBFGS_KINDS, PIXEL_LR, Plan, plan as memory_plan  # noqa: F401 (PIXEL_LR: where it was)
 from .objectives import Objective
 from .param import Param, pixel, resize_image
@@ -115,10 +116,10 @@ def optimize(model, objective: Objective, init: Param | torch.Tensor, *, optimiz
         objective: what to minimise (negate it to maximise).
         init: a starting image `[N, 3, H, W]` in [0, 1] (optimised as pixels) or a Param; its size is
             the output size.
-        optimizer: "adam", "sgd" (with momentum 0.9, Mahendran & Vedaldi's), "lbfgs" (torch's, strong Wolfe line
-            search; best for smooth deterministic losses; reads the loss on the host at each evaluation) or
-            "lbfgs-device" (invtool's: a backtracking line search decided on the device, one evaluation per step,
-            no host sync; losses within 1-16% of torch's at equal steps).
+        optimizer: "adam", "sgd" (with momentum 0.9, Mahendran & Vedaldi's), "lbfgs" (invtool's, for smooth
+            deterministic losses: a backtracking line search decided on the device, one evaluation per step, no
+            host sync) or "lbfgs-torch" (torch.optim.LBFGS, strong Wolfe line search; reads the loss on the host
+            at each evaluation).
         lr: Adam's or SGD's learning rate, or L-BFGS's initial step length (1 is its usual value).
         steps: the budget of forward+backward passes over all scales: split evenly, except that each doubling
             past `work_size` gets a quarter of the steps of the size before it (`step_budgets`).
@@ -242,8 +243,8 @@ def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], para
     """One scale: up to `run.budget` steps of the plan's optimiser on `param`, every evaluation recorded in `run`;
     the objective evaluated in one pass or over the plan's tiles; with `capture`, as a CUDA graph."""
     optimizer = plan.optimizer
-    opt = _make_optimizer(optimizer, param.params, plan.lr or lr, plan.history)
-    base_lr = opt.param_groups[0]["lr"]
+    base_lr = plan.lr or lr
+    opt = _make_optimizer(optimizer, param.params, base_lr, plan.history)
     key = (run.scale, run.size)
 
     def between_tiles():   # a long tiled step stops at the next tile; the last complete step's image is kept
@@ -269,7 +270,7 @@ def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], para
                 loss, terms = loss.clone(), {k: t.clone() for k, t in terms.items()}
             run.record(img, loss, terms)
             return loss
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         if param.project:   # here, not after a step: L-BFGS's line search evaluates inside its step
             param.project()
         img = param.image_fn()
@@ -284,13 +285,13 @@ def _run_scale(run: "_Run", model, objective: Objective, layers: list[str], para
 
     try:
         while run.done < run.budget:
-            if optimizer == "lbfgs-device":   # invtool's: one evaluation per step, nothing read on the host
+            if optimizer == "lbfgs":   # invtool's: one evaluation per step, nothing read on the host
                 if isinstance(view, _HeldTransform) and run.done % LBFGS_ITERS == 0:
                     view.redraw()   # a new function: its line search and curvature memory start afresh
                     opt.reset()
                 opt.step(closure)
-            elif optimizer != "lbfgs":
-                opt.param_groups[0]["lr"] = base_lr * _lr_factor(lr_schedule, run.done / run.budget)
+            elif optimizer != "lbfgs-torch":
+                opt.lr = base_lr * _lr_factor(lr_schedule, run.done / run.budget)
                 closure()
                 opt.step()
             else:   # several iterations per call, so L-BFGS keeps its last line-search point
@@ -540,22 +541,19 @@ def _check_options(optimizer: str, lr_schedule, steps: int, scales: int, window:
         raise InvtoolError(f"steps, scales and window must be at least 1 (got {steps}, {scales}, {window})")
 
 
-def _make_optimizer(name: str, params, lr: float, history: int = LBFGS_HISTORY) -> torch.optim.Optimizer:
-    if name == "adam":   # fused: one kernel, no image-sized temporaries (two fewer buffers at the step's peak)
-        return torch.optim.Adam(params, lr=lr, fused=_fusable(params))
+def _make_optimizer(name: str, params, lr: float, history: int = LBFGS_HISTORY):
+    """The optimiser `name`; invtool's own (invtool.optimizers, invtool.lbfgs) but for torch's L-BFGS, whose
+    torch.optim import costs seconds of start-up (see invtool.optimizers)."""
+    if name == "adam":
+        return Adam(params, lr=lr)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
-    if name == "lbfgs-device":
+        return SGD(params, lr=lr, momentum=MOMENTUM)
+    if name == "lbfgs":
         return LBFGS(params, lr=lr, history_size=history)
     # 20 iterations per call; the closure ends the call when the budget is spent. Tolerances off: the
     # engine's own early stop decides, whatever the loss scale.
     return torch.optim.LBFGS(params, lr=lr, max_iter=20, max_eval=1_000_000, history_size=history,
                              tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
-
-
-def _fusable(params) -> bool:
-    """Whether torch has a fused Adam for these parameters' device and dtype."""
-    return all(p.device.type in ("cpu", "cuda", "mps") and p.dtype in (torch.float32, torch.float64) for p in params)
 
 
 def _lr_factor(schedule, fraction: float) -> float:

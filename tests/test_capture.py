@@ -86,7 +86,7 @@ def image(seed, size=32):
     return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("lbfgs-device", 1.0), ("lbfgs", 1.0)])
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("lbfgs", 1.0), ("lbfgs-torch", 1.0)])
 def test_captured_once_per_scale_with_the_eager_losses(model, recorder, optimizer, lr):
     obj = gram_objective(model, image(0))
     eager = optimize(model, obj, image(1), optimizer=optimizer, lr=lr, steps=12, scales=2, progress=False,
@@ -179,13 +179,13 @@ def test_random_ops_finds_draws():
 
 
 @NEEDS_CUDA
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-device"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_cuda_graphs_give_the_eager_losses(optimizer):
     from conftest import VGG16_ONNX
     from invtool import load_model
     model = load_model(VGG16_ONNX, device="cuda")
     obj = gram_objective(model, image(0, 64).cuda(), ["conv1_1", "pool2", "pool4"])
-    runs = [optimize(model, obj, image(1, 128), optimizer=optimizer, lr=1.0 if optimizer == "lbfgs-device" else 0.02,
+    runs = [optimize(model, obj, image(1, 128), optimizer=optimizer, lr=1.0 if optimizer == "lbfgs" else 0.02,
                      steps=30, scales=2, progress=False, graphs=g) for g in (False, True)]
     assert [m["graphs"] for m in runs[1].memory] == ["captured", "captured"]
     assert runs[1].history == pytest.approx(runs[0].history, rel=1e-3)

@@ -115,13 +115,14 @@ def noise(seed, size=32, n=1):
 
 def test_a_gram_loss_near_torchs(model):
     """A Gram loss on VGG16 (camera at 32 px, from noise, 60 steps over two scales): within 25% of torch's
-    (measured: 30373 against 26119, +16%; 8798 against 8694 on coins at 64 px, 100 steps). Not within the
-    issue's 10% on every input: hence "lbfgs-device", and torch's stays the engine's "lbfgs"."""
+    (measured: 30373 against 26119, +16%; 8798 against 8694 on coins at 64 px, 100 steps). This toy (16 then
+    32 px) is its worst case; on the commands' held-out inputs at their sizes it ends within 10% of torch's or
+    below (tests/bench/bench_gpu.py's lbfgs section, docs/benchmarks.md)."""
     obj = gram_objective(model, camera())
     runs = {o: optimize(model, obj, noise(1), optimizer=o, lr=1.0, steps=60, scales=2, progress=False)
-            for o in ("lbfgs-device", "lbfgs")}
-    assert runs["lbfgs-device"].steps == runs["lbfgs"].steps == 60
-    assert runs["lbfgs-device"].loss <= 1.25 * runs["lbfgs"].loss, {o: r.loss for o, r in runs.items()}
+            for o in ("lbfgs", "lbfgs-torch")}
+    assert runs["lbfgs"].steps == runs["lbfgs-torch"].steps == 60
+    assert runs["lbfgs"].loss <= 1.25 * runs["lbfgs-torch"].loss, {o: r.loss for o, r in runs.items()}
 
 
 def test_every_path_of_the_engine(model):
@@ -129,13 +130,13 @@ def test_every_path_of_the_engine(model):
     falls, the run is deterministic under its seed, and each scale's record says L-BFGS."""
     obj = gram_objective(model, camera())
     seen = []
-    kwargs = dict(optimizer="lbfgs-device", lr=1.0, steps=30, scales=2, transforms=random_roll(), seed=3, progress=False)
+    kwargs = dict(optimizer="lbfgs", lr=1.0, steps=30, scales=2, transforms=random_roll(), seed=3, progress=False)
     runs = [optimize(model, obj, pyramid(noise(1, n=2), levels=3), callback=lambda s: seen.append(s.step), **kwargs)
             for _ in range(2)]
     assert runs[0].history == runs[1].history and torch.equal(runs[0].image, runs[1].image)
     assert runs[0].image.shape == (2, 3, 32, 32) and seen == list(range(1, 31)) * 2
     assert min(runs[0].history[15:]) < 0.5 * runs[0].history[15]
-    assert [m["optimizer"] for m in runs[0].memory] == ["lbfgs-device", "lbfgs-device"]
+    assert [m["optimizer"] for m in runs[0].memory] == ["lbfgs", "lbfgs"]
 
 
 def test_tiles_give_the_one_pass_path(model):
@@ -148,7 +149,7 @@ def test_tiles_give_the_one_pass_path(model):
     budget = next(b for share in (0.9, 0.7, 0.5, 0.3)
                   if plan(model, obj, 1, 64, 64, memory=(b := int((IMAGE_BUFFERS + 2 * LBFGS_HISTORY + LBFGS_BUFFERS)
                                                                  * image + share * whole))).tiling is not None)
-    one, tiled = (optimize(model, obj, noise(2, 64), optimizer="lbfgs-device", steps=12, memory=m, progress=False)
+    one, tiled = (optimize(model, obj, noise(2, 64), optimizer="lbfgs", steps=12, memory=m, progress=False)
                   for m in (None, budget))
     assert tiled.memory[0]["tiled"] and not one.memory[0]["tiled"]
     assert tiled.history == pytest.approx(one.history, rel=1e-3)
@@ -161,7 +162,7 @@ def test_interrupt_keeps_the_best_image(model):
         if step.step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
-    res = optimize(model, obj, noise(1), optimizer="lbfgs-device", steps=50, callback=sigint, progress=False)
+    res = optimize(model, obj, noise(1), optimizer="lbfgs", steps=50, callback=sigint, progress=False)
     assert res.interrupted and res.steps == 5 and res.loss == pytest.approx(min(res.history), rel=1e-6)
     with torch.no_grad():
         assert obj(model.features(res.image, LAYERS), res.image).item() == pytest.approx(res.loss, rel=1e-4)
@@ -170,7 +171,7 @@ def test_interrupt_keeps_the_best_image(model):
 def test_early_stop_and_a_flat_loss(model):
     """A flat loss: every step is accepted with nothing to learn; tol stops the scale after two windows."""
     flat = Objective(lambda f, x: f["conv1_1"].mean() * 0 + 1.0, ["conv1_1"], name="flat")
-    res = optimize(model, flat, noise(1), optimizer="lbfgs-device", steps=100, tol=1e-3, window=5, progress=False)
+    res = optimize(model, flat, noise(1), optimizer="lbfgs", steps=100, tol=1e-3, window=5, progress=False)
     assert res.stopped_early and res.steps == 10
 
 

@@ -61,7 +61,7 @@ def run_with(model, optimizer):
                             progress=False)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-device"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_few_host_syncs_per_window(model, monkeypatch, optimizer):
     counts, result = count_syncs(monkeypatch, run_with(model, optimizer))
     total = sum(counts.values())
@@ -73,8 +73,8 @@ def test_a_few_host_syncs_per_window(model, monkeypatch, optimizer):
 
 
 def test_torch_lbfgs_reads_the_host_at_every_evaluation(model, monkeypatch):
-    """For contrast: torch.optim.LBFGS (the engine's "lbfgs") syncs several times per evaluation."""
-    counts, result = count_syncs(monkeypatch, run_with(model, "lbfgs"))
+    """For contrast: torch.optim.LBFGS (the engine's "lbfgs-torch") syncs several times per evaluation."""
+    counts, result = count_syncs(monkeypatch, run_with(model, "lbfgs-torch"))
     total = sum(counts.values())
     print(f"\nlbfgs (torch's): {total} host syncs in {result.steps} steps "
           f"({total / (STEPS // WINDOW):.1f} per {WINDOW}-step window): {counts}")
@@ -91,7 +91,7 @@ def test_the_counter_sees_syncs(monkeypatch):
     assert counts == {"item": 1, "__float__": 1, "__bool__": 1, "tolist": 1, "cpu": 1}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-device"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_cuda_sync_debug_mode_counts_as_few(optimizer):
     """On CUDA, torch's own sync detector (`set_sync_debug_mode("warn")` warns at each synchronising call) over
     the same run: at most a few syncs per window there too."""

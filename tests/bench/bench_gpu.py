@@ -17,10 +17,10 @@ Sections (each row names the command that reproduces it):
    as the engine's steps are): the engine's overhead over the model's work. Target on a GPU: within 2x.
 3. style512: `invtool style chelsea.png ihc.png --size 512 --steps 500` through the Python API, the loop time
    (neural-style-pt's benchmark; target ≤ 5 s on an H200). On the CPU only with --full.
-4. lbfgs: invtool's device-side L-BFGS ("lbfgs-device") against torch's ("lbfgs") at equal steps, on inputs
+4. lbfgs: invtool's device-side L-BFGS ("lbfgs") against torch's ("lbfgs-torch") at equal steps, on inputs
    that are not the examples (scikit-image's data: coins, moon, camera, retina, an astronaut crop), the final
-   loss of each and their ratio (target: within 10%). Texture and style at --size 96 (--quick 64, --full 128),
-   invert at --size 64 (--full 96), 60 steps (--quick 30, --full 100), tol 0. Reproduce a row with the API, e.g.
+   loss of each and their ratio (target: within 10%). Texture and style at --size 96 (--quick 64), invert at
+   --size 64, 60 steps (--quick 30), tol 0; --full: each command's default size and steps (invert with tol 0). Reproduce a row with the API, e.g.
    `synthesize_texture("coins.png", size=96, steps=60, optimizer="lbfgs", progress=False)` on
    `skimage.data.coins()` saved as a PNG.
 """
@@ -95,7 +95,7 @@ def rate(args, device: str) -> list[tuple]:
     obj = texture_objective(model, source, TEXTURE_LAYERS, [0.2] * 5)
     start = torch.rand(1, 3, side, side, generator=gen).to(device)
     rows = []
-    for optimizer in ("adam", "lbfgs-device", "lbfgs"):
+    for optimizer in ("adam", "lbfgs", "lbfgs-torch"):
         lr = 0.02 if optimizer == "adam" else 1.0
         optimize(model, obj, start, optimizer=optimizer, lr=lr, steps=2, progress=False)   # warm
         res = optimize(model, obj, start, optimizer=optimizer, lr=lr, steps=steps, progress=False)
@@ -158,38 +158,37 @@ def lbfgs(args, device: str, tmp: Path) -> list[tuple]:
     from invtool.texture import synthesize_texture
 
     img = held_out(tmp)
-    side = 64 if args.quick else 128 if args.full else 96
-    inv_side = 96 if args.full else 64
-    steps = 30 if args.quick else 100 if args.full else 60
-    cases = [("texture", "coins", lambda o: synthesize_texture(img["coins"], size=side, steps=steps, optimizer=o,
-                                                                device=device, progress=False)),
-             ("style", "camera + retina", lambda o: transfer_style(img["camera"], [img["retina"]], size=side,
-                                                                   steps=steps, optimizer=o, device=device,
-                                                                   progress=False)),
-             ("invert", "moon", lambda o: invert(img["moon"], size=inv_side, steps=steps, tol=0.0, optimizer=o,
-                                                 device=device, progress=False))]
+    # --full: the commands' own defaults (size, steps, scales), invert without its early stop
+    side, inv_side, steps = (64, 64, 30) if args.quick else (None, None, None) if args.full else (96, 64, 60)
+    sized = {} if args.full else dict(size=side, steps=steps)
+    inv_sized = {} if args.full else dict(size=inv_side, steps=steps)
+    cases = [("texture", "coins", lambda o: synthesize_texture(img["coins"], optimizer=o, device=device,
+                                                                progress=False, **sized)),
+             ("style", "camera + retina", lambda o: transfer_style(img["camera"], [img["retina"]], optimizer=o,
+                                                                   device=device, progress=False, **sized)),
+             ("invert", "moon", lambda o: invert(img["moon"], tol=0.0, optimizer=o, device=device, progress=False,
+                                                 **inv_sized))]
     if not args.quick:
-        cases += [("texture", "astronaut-crop", lambda o: synthesize_texture(img["astronaut-crop"], size=side,
-                                                                             steps=steps, optimizer=o, device=device,
-                                                                             progress=False))]
+        cases += [("texture", "astronaut-crop", lambda o: synthesize_texture(img["astronaut-crop"], optimizer=o,
+                                                                             device=device, progress=False, **sized))]
     if args.full:
         cases += [("style", "astronaut-crop + coins",
-                   lambda o: transfer_style(img["astronaut-crop"], [img["coins"]], size=side, steps=steps,
-                                            optimizer=o, device=device, progress=False)),
-                  ("invert", "camera", lambda o: invert(img["camera"], size=inv_side, steps=steps, tol=0.0,
-                                                        optimizer=o, device=device, progress=False))]
+                   lambda o: transfer_style(img["astronaut-crop"], [img["coins"]], optimizer=o, device=device,
+                                            progress=False)),
+                  ("invert", "camera", lambda o: invert(img["camera"], tol=0.0, optimizer=o, device=device,
+                                                        progress=False))]
     rows = []
     for command, inputs, run in cases:
         got = {}
-        for optimizer in ("lbfgs", "lbfgs-device"):
+        for optimizer in ("lbfgs-torch", "lbfgs"):
             t = time.perf_counter()
             r = run(optimizer).record
             got[optimizer] = (r["final_loss"], r["steps"], time.perf_counter() - t)
-        (torch_loss, steps_t, time_t), (dev_loss, steps_d, time_d) = got["lbfgs"], got["lbfgs-device"]
+        (torch_loss, steps_t, time_t), (dev_loss, steps_d, time_d) = got["lbfgs-torch"], got["lbfgs"]
         ratio = dev_loss / torch_loss
-        size = inv_side if command == "invert" else side
+        size = (inv_side if command == "invert" else side) or "default"
         rows.append((command, inputs, size, steps_d, torch_loss, dev_loss, ratio))
-        print(f"  {command:8} {inputs:24} {size:4d}px {steps_d:4d}/{steps_t:<4d} steps  torch {torch_loss:11.5g}  "
+        print(f"  {command:8} {inputs:24} {size!s:>7} px {steps_d:4d}/{steps_t:<4d} steps  torch {torch_loss:11.5g}  "
               f"device {dev_loss:11.5g}  device/torch {ratio:5.3f}  ({time_t:.0f} s, {time_d:.0f} s)", flush=True)
     return rows
 

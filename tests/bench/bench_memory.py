@@ -43,7 +43,7 @@ def describe(plan: dict) -> str:
     if not plan.get("tiled"):
         return f"one pass, {plan['optimizer']}"
     return f"{plan['tiles']} tiles of {plan['tile']}, halo {plan['halo']}, {plan['optimizer']}" + (
-        f" ({plan['history']} pairs)" if plan["optimizer"] == "lbfgs" else "")
+        f" ({plan['history']} pairs)" if plan["optimizer"] in ("lbfgs", "lbfgs-torch") else "")
 
 
 def main():
