@@ -368,6 +368,30 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `proto` whose initializers of more than SHAPE_ONLY values are graph inputs of their type and shape,
+    and without value_info (inference recomputes it)."""
+    m = onnx.ModelProto()
+    for field in ("ir_version", "opset_import", "functions", "producer_name", "domain"):
+        if field in ("opset_import", "functions"):
+            getattr(m, field).extend(getattr(proto, field))
+        else:
+            setattr(m, field, getattr(proto, field))
+    g, src = m.graph, proto.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.output.extend(src.output)
+    declared = {i.name for i in src.input}
+    g.input.extend(src.input)
+    for t in src.initializer:
+        if int(np.prod(t.dims, dtype=np.int64)) <= SHAPE_ONLY:
+            g.initializer.append(t)
+        elif t.name not in declared:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    g.sparse_initializer.extend(src.sparse_initializer)
+    return m
+
+
 def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
@@ -431,11 +455,16 @@ def _probe_cause(failures: list[Exception]) -> str:
     return f"; the network fails with: {first[:300]}"
 
 
+SHAPE_ONLY = 1024   # initializers with more values than this reach shape inference as typed inputs, without data
+
+
 def _inferred_shapes(proto, input_name, shape, channels_last) -> dict[str, tuple[int, ...]]:
-    """Static shapes from ONNX shape inference at a concrete input `shape` (N, C, H, W) (only fully known ones)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    del m.graph.value_info[:]
+    """Static shapes from ONNX shape inference at a concrete input `shape` (N, C, H, W) (only fully known ones).
+
+    Inference runs on a copy whose large initializers (weights) are typed graph inputs: their shapes are all it
+    needs of them, and copying and serialising VGG16's 528 MB of weights took most of `invtool layers`' own time.
+    Small ones keep their values, which inference reads (a Reshape's target shape)."""
+    m = _without_weights(proto)
     for i in m.graph.input:
         if i.name == input_name:
             n, c, h, w = shape
