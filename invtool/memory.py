@@ -34,6 +34,8 @@ LBFGS_BUFFERS = 8     # L-BFGS's besides its history: gradients, direction, the 
                       # invtool.lbfgs's: 7, its ring's spare pair included)
 LBFGS_KINDS = ("lbfgs", "lbfgs-torch")   # invtool's device-side L-BFGS and torch's: the same state
 STATE = {"adam": 2, "sgd": 2, None: 0}   # Adam's moments (one temporary in a step); SGD's momentum and one
+CPU_BATCH = 8         # `--batch auto`'s most images a batched run on the CPU (visualize's tiles, the atlas's two a
+                      # channel): past a few images a batch is no faster there, and Ctrl-C loses the whole batch
 MIN_HISTORY = 5       # with room for fewer L-BFGS pairs than this, Adam takes over
 # each optimiser's step on pixels in [0, 1] where a command names none (texture's and style's); Adam's also when it
 # takes over from L-BFGS under a budget (`plan`)
@@ -290,17 +292,26 @@ def _run_bytes(model, objective: Objective, n: int, h: int, w: int) -> tuple[int
 
 
 def batch_size(model, objective: Objective, most: int, h: int, w: int, *, optimizer: str = "adam",
-               memory=None) -> int:
+               memory=None, notes: list[str] | None = None) -> int:
     """The most images of h x w (at most `most`, at least 1) that one pass can optimise together within `memory`
-    (bytes or "2G"; None: what the device has free): `--batch auto` of visualize and the atlas. Every cost grows
-    with the batch, so the largest fitting batch is the budget over one image's cost."""
+    (bytes or "2G"; None: what the device has free): `--batch` of visualize and the atlas. Every cost grows
+    with the batch, so the largest fitting batch is the budget over one image's cost (checked against the
+    batch's own estimate, so that `plan` finds it fits in one pass). Fewer than `most` is said in `notes`."""
     budget = parse_memory(memory) if memory is not None else available_memory(model.device)
     if budget is None:
         return most
-    image, fixed, whole = _run_bytes(model, objective, 1, h, w)
-    per_image = fixed + whole + image * (2 * LBFGS_HISTORY + LBFGS_BUFFERS if optimizer in LBFGS_KINDS
-                                         else STATE[optimizer])
-    return max(1, min(most, budget // per_image))
+
+    def cost(n):
+        image, fixed, whole = _run_bytes(model, objective, n, h, w)
+        return fixed + whole + image * (2 * LBFGS_HISTORY + LBFGS_BUFFERS if optimizer in LBFGS_KINDS
+                                        else STATE[optimizer])
+    size = max(1, min(most, budget // cost(1)))
+    while size > 1 and cost(size) > budget:   # the estimate's rounding
+        size -= 1
+    if size < most and notes is not None:
+        notes.append(f"batch {most} lowered to {size} to fit the memory budget of {_gb(budget)} (about "
+                     f"{_gb(cost(1))} an image of {w}x{h})")
+    return size
 
 
 def _tileable(objective: Objective) -> bool:
