@@ -135,10 +135,16 @@ def _no_graphs(ctx, param, value):
 
 
 def memory_option(f):
-    """--memory, for the commands whose objectives tile (texture, style)."""
+    """--memory: texture and style (whose objectives tile), visualize and atlas (whose batches shrink to fit)."""
     return click.option("--memory", default=None, help="Memory budget, e.g. 2G or 512M: past it the image is "
                         "optimised in tiles (exactly: the same loss and gradient) and L-BFGS keeps fewer pairs or "
-                        "gives way to Adam; the record says  [default: what the device has free]")(f)
+                        "gives way to Adam; visualize's and atlas's batches are made smaller to fit it; the record "
+                        "says  [default: what the device has free]")(f)
+
+
+def batch_option(default, help: str):
+    """--batch auto|N for visualize and atlas; the Python API checks the value (one line when it is bad)."""
+    return click.option("--batch", default=str(default), show_default=True, metavar="auto|N", help=help)
 
 
 def process_start() -> float:
@@ -302,6 +308,10 @@ _VIS = defaults.VISUALIZE
               help="Random rotation of up to this many degrees at each step.")
 @click.option("--cols", type=click.IntRange(1), default=None, help="Grid columns  [default: up to 4]")
 @optimizer_options(_VIS)
+@batch_option(_VIS["batch"], "Tiles optimised together, one batched run per group: auto (as many as the memory "
+              "budget holds, on the CPU at most invtool.memory.CPU_BATCH) or N (at most N, fewer with a note when "
+              "N do not fit).")
+@memory_option
 def visualize_command(output, report, quiet, model, preprocess, pool, device, objectives, size, image, **options):
     """Images that excite each channel of a layer (activation maximisation), or DeepDream on --image.
 

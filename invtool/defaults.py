@@ -36,8 +36,9 @@ TEXTURE = dict(layer_weights="uniform", loss="gram", gram_norm="gatys", scales=2
 
 # --- visualize -----------------------------------------------------------------------------------
 VISUALIZE_PARAMS = ("fourier", "pixel")
+# batch "auto": tiles a batched run, from the memory planner (at most memory.CPU_BATCH on the CPU)
 VISUALIZE = dict(size=128, octaves=1, octave_scale=1.4, jitter=8, scale_jitter=0.1, rotate=10.0, optimizer="adam",
-                 steps=64, lr=None, seed=0, save_every=0)
+                 steps=64, lr=None, seed=0, batch="auto", save_every=0)
 
 # --- invert --------------------------------------------------------------------------------------
 INVERT_INITS = ("noise", "gray", "blur")

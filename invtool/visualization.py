@@ -15,8 +15,9 @@ Example:
     >>> run.save("out/conv4_1.png", report=True)
     >>> dream = visualize("conv4_2", image="examples/images/astronaut.png", octaves=3)
 """
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from .defaults import VISUALIZE, VISUALIZE_PARAMS as PARAMS
 from .errors import InvtoolError, close_matches
 from .geometry import fit_to_model, size_step
 from .image import contact_sheet, fit_size, read_input
+from . import memory as planner
 from .model import DEFAULT_MODEL, FeatureModel, as_model
 from .objectives import Objective, channel, neuron, on_image, parse_layers
 from .objectives import layer as layer_energy
@@ -35,6 +37,10 @@ from .start import initial_image
 from .transforms import compose, jitter as jitter_transform, rotate as rotate_transform, scale as scale_transform
 
 KINDS = {"channel": channel, "neuron": neuron, "layer": layer_energy}
+
+
+MATRIX_TILES = 64   # grids of up to this many tiles score every objective on every tile (n² evaluations, for the
+                    # own-objective check); larger runs (the atlas's batches on a GPU) score each tile's own only
 
 
 @dataclass
@@ -49,8 +55,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
               octave_scale: float = VISUALIZE["octave_scale"], jitter: int = VISUALIZE["jitter"],
               scale_jitter: float = VISUALIZE["scale_jitter"], rotate: float = VISUALIZE["rotate"],
               optimizer: str = VISUALIZE["optimizer"], steps: int = VISUALIZE["steps"],
-              lr: float | None = VISUALIZE["lr"], seed: int = VISUALIZE["seed"], cols: int | None = None,
-              preprocess=None, pool: str = "max", device=None,
+              lr: float | None = VISUALIZE["lr"], seed: int = VISUALIZE["seed"], batch: int | str = VISUALIZE["batch"],
+              memory=None, cols: int | None = None, preprocess=None, pool: str = "max", device=None,
               save_every: int = VISUALIZE["save_every"], progress: bool = True,
               callback=None) -> VisualizeRun:
     """Images that maximise objectives on a model's features: one tile per channel, or per objective.
@@ -78,12 +84,18 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
             dreams the image away). 64 steps at 0.1 reach 94-95% of the objective of 128 steps at 0.05
             in under half the time, with tiles that look the same (held-out channels conv3_1 40-43,
             conv4_1 100-103): about 7 s a 128 px tile of conv4_1 on 2 CPU cores.
+        batch: tiles optimised together, one batched run per group of `batch`: "auto" (as many as the memory
+            budget holds; on the CPU at most `memory.CPU_BATCH`) or N (at most N; fewer, with a note, when N do
+            not fit). Tile i starts from noise drawn from (seed, i), so the grouping never changes a tile's start.
+        memory: the budget in bytes or text such as "2G" (default: what the device has free), resolved once
+            for the batch and every group's run.
         cols: the grid's columns (default up to 4).
 
     Returns:
         A VisualizeRun: `.image` the labelled grid (the tile itself when there is one), `.tiles`,
-        `.record` (metrics: each tile's objective at the start and the end, and for grids how many tiles
-        excite their own objective more than every other tile does), `.save(path, report)`.
+        `.record` (metrics: each tile's objective at the start and the end, and for grids of up to
+        `MATRIX_TILES` how many tiles excite their own objective more than every other tile does; `batch`, the
+        tiles a run, and `batching`, how it was chosen), `.save(path, report)`.
     """
     options = {k: v for k, v in locals().items() if k not in ("model", "image", "objectives", "callback", "progress")}
     options.update(model=str(model.path if isinstance(model, FeatureModel) else model),
@@ -91,6 +103,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
                    objectives=None if objectives is None else [str(o) for o in objectives])
     param = options["param"] = param or ("fourier" if image is None else "pixel")
     lr = options["lr"] = lr or (0.1 if image is None else 0.02)
+    batch = options["batch"] = parse_batch(batch)
+    budget = planner.parse_memory(memory) if memory is not None else None   # bad: an error before the model loads
     if param not in PARAMS:
         raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
     if octaves < 1 or octave_scale <= 1:
@@ -98,6 +112,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     if steps < octaves:
         raise InvtoolError(f"{steps} steps cannot be shared by {octaves} octaves; use at least --steps {octaves}")
     model = as_model(model, preprocess, pool, device)
+    budget = budget if budget is not None else planner.available_memory(model.device)   # once: the same for every run
     read = {}   # layer -> the tensor its channel and neuron terms read
 
     def tensor_of(name):
@@ -111,35 +126,68 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     if pre:
         notes.append(f"channel and neuron terms read the input of the ReLU of {', '.join(pre)}, so that channels "
                      f"dead on the start image still get a gradient")
-
-    before = objective_matrix(model, tile_objectives, start)   # also checks the channel indices, before any step
-    total = sum(on_image(o, i) for i, o in enumerate(tile_objectives)) if n > 1 else tile_objectives[0]
-    transforms = compose(jitter_transform(jitter), scale_transform(scale_jitter), rotate_transform(rotate))
-    make_param = fourier if param == "fourier" else pixel
-    result = _dream(model, -total, start.to(model.device), make_param, octaves, octave_scale, optimizer=optimizer,
-                    lr=lr, steps=steps, transforms=transforms, callback=callback, save_every=save_every, seed=seed,
-                    progress=progress)
-
-    after = objective_matrix(model, tile_objectives, result.image)
-    metrics = {"objective_start": [row[i] for i, row in enumerate(before)],
-               "objective_final": [row[i] for i, row in enumerate(after)]}
-    if n > 1:
-        own = [i for i in range(n) if all(after[i][i] > after[k][i] for k in range(n) if k != i)]
-        metrics["own_objective_highest"] = f"{len(own)}/{n}"
+    group, batching = tile_batch(model, layers, n, *start.shape[-2:], batch, optimizer=optimizer, memory=budget,
+                                 notes=notes)
+    result, metrics = _run_tiles(model, tile_objectives, start, group, fourier if param == "fourier" else pixel,
+                                 octaves, octave_scale, optimizer=optimizer, lr=lr, steps=steps, callback=callback,
+                                 transforms=compose(jitter_transform(jitter), scale_transform(scale_jitter),
+                                                    rotate_transform(rotate)),
+                                 save_every=save_every, seed=seed, progress=progress, memory=budget)
     record = build_record("visualize", options, result, model=model, layers=layers, metrics=metrics, notes=notes,
-                          labels=labels)
+                          labels=labels, batch=group, batching=batching)
 
-    def sheet(batch):
-        return contact_sheet(list(batch.split(1)), labels, cols) if n > 1 else batch
+    def sheet(tiles):
+        return contact_sheet(list(tiles.split(1)), labels, cols) if len(tiles) > 1 else tiles
     inputs = {"image": start[:1].cpu()} if image is not None else {}
-    return VisualizeRun(sheet(result.image), record, inputs, [(s, sheet(x)) for s, x in result.snapshots],
+    return VisualizeRun(sheet(result.image), record, inputs,
+                        [(s, sheet(x)) for s, x in result.snapshots if len(x) == n],
                         tiles=result.image, labels=labels)
+
+
+def _run_tiles(model, objectives: list[Objective], start: torch.Tensor, group: int, *args, **kwargs):
+    """(the Result of optimising every tile, a run per `group` tiles, and the metrics: each tile's objective at
+    the start and the end, and for grids of up to MATRIX_TILES how many excite their own objective most)."""
+    n = len(objectives)
+    full = 1 < n <= MATRIX_TILES
+    score = objective_matrix if full else own_objectives
+    before = score(model, objectives, start, group)   # also checks the channel indices, before any step
+    result = _run_groups(model, objectives, start, group, *args, **kwargs)
+    after = score(model, objectives, result.image, group)
+    if not full:
+        return result, {"objective_start": before, "objective_final": after}
+    own = [i for i in range(n) if all(after[i][i] > after[k][i] for k in range(n) if k != i)]
+    return result, {"objective_start": [row[i] for i, row in enumerate(before)],
+                    "objective_final": [row[i] for i, row in enumerate(after)],
+                    "own_objective_highest": f"{len(own)}/{n}"}
+
+
+def tile_batch(model: FeatureModel, layers: list[str], n: int, h: int, w: int, batch: int | str, *,
+               optimizer: str, memory, notes: list[str]) -> tuple[int, dict]:
+    """(tiles a batched run, how that was chosen, for the record) for n tiles of h x w reading `layers`.
+
+    "auto": as many as the memory budget holds (`memory.batch_size`), at most `memory.CPU_BATCH` on the CPU (a
+    larger batch is no faster there, and Ctrl-C would lose more) and at most all n elsewhere. N: at most N, and
+    fewer, said in `notes`, when N do not fit. The tiles' terms read features only, so `layers` is what costs.
+    """
+    cpu = torch.device(model.device).type == "cpu"
+    cap = min(n, planner.CPU_BATCH if cpu else n) if batch == "auto" else min(n, batch)
+    probe = Objective(lambda f, x: 0.0, layers, name="tiles")
+    size = planner.batch_size(model, probe, cap, h, w, optimizer=optimizer, memory=memory, notes=notes)
+    how = (f"--batch {batch}" if batch != "auto" else f"auto: all {n} tiles" if not cpu else
+           f"auto: at most {planner.CPU_BATCH} tiles a run on the CPU (memory.CPU_BATCH)")
+    how += ", as many as the memory budget holds"
+    return size, {"asked": batch, "cap": cap, "budget": memory, "runs": -(-n // size), "how": how}
+
+
+def tile_seed(seed: int, i: int) -> int:
+    """The seed of tile i's starting noise: from the run's seed and the tile's index alone."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big") >> 1
 
 
 def _start(model: FeatureModel, layers: list[str], n: int, image, size, param: str, seed: int):
     """(the n tiles' starting images, notes): `image` resized (its longer side `size`), else lucid's Fourier start
-    or grey noise at `size`; at the one size fully connected layers take, or rounded to the layers' alignment
-    where the model needs it."""
+    or grey noise at `size`, tile i's drawn from `tile_seed(seed, i)` (the same in any batch); at the one size
+    fully connected layers take, or rounded to the layers' alignment where the model needs it."""
     notes = []
     if image is not None:
         start, notes = read_input(image, channels=model.in_channels)
@@ -154,17 +202,34 @@ def _start(model: FeatureModel, layers: list[str], n: int, image, size, param: s
     h, w = fit_to_model(model, layers, h, w, notes, "the tiles")
     if image is not None:
         return resize_image(start, h, w).expand(n, -1, -1, -1), notes
-    return initial_image("fourier" if param == "fourier" else "normal", (n, model.in_channels, h, w), seed=seed), notes
+    kind = "fourier" if param == "fourier" else "normal"
+    return torch.cat([initial_image(kind, (1, model.in_channels, h, w), seed=tile_seed(seed, i))
+                      for i in range(n)]), notes
 
 
-def objective_matrix(model: FeatureModel, objectives: list[Objective], images: torch.Tensor) -> list[list[float]]:
-    """`m[i][j]`: objective j on image i (no transforms); a grid is right when each column peaks on its
-    own tile."""
+def objective_matrix(model: FeatureModel, objectives: list[Objective], images: torch.Tensor,
+                     batch: int | None = None) -> list[list[float]]:
+    """`m[i][j]`: objective j on image i (no transforms), the images `batch` at a time (default all); a grid
+    is right when each column peaks on its own tile."""
+    return _scores(model, objectives, images, batch, lambda i: range(len(objectives)))
+
+
+def own_objectives(model: FeatureModel, objectives: list[Objective], images: torch.Tensor,
+                   batch: int | None = None) -> list[float]:
+    """Objective i on image i, the images `batch` at a time: n evaluations where the matrix takes n²."""
+    return [row[0] for row in _scores(model, objectives, images, batch, lambda i: [i])]
+
+
+def _scores(model, objectives, images, batch, which) -> list[list[float]]:
+    """For each image i, the objectives `which(i)` on it, one forward pass per `batch` images."""
     layers = list(dict.fromkeys(name for o in objectives for name in o.layers))
+    batch, rows = batch or len(images), []
     with torch.no_grad():
-        images = images.to(model.device)
-        feats = model.features(images, layers)
-        return [[float(on_image(o, i)(feats, images)) for o in objectives] for i in range(len(images))]
+        for a in range(0, len(images), batch):
+            x = images[a:a + batch].to(model.device)
+            feats = model.features(x, layers)
+            rows += [[float(on_image(objectives[j], i)(feats, x)) for j in which(a + i)] for i in range(len(x))]
+    return rows
 
 
 def relu_input(model: FeatureModel, name: str) -> str:
@@ -216,6 +281,17 @@ def parse_channels(spec) -> list[int]:
         raise InvtoolError("no channels given; write indices and ranges such as 0-15 or 3,7,12-15")
     return indices
 
+
+
+def parse_batch(value) -> int | str:
+    """`batch` / `--batch`: "auto", or a whole number of at least 1 (an int or its text)."""
+    text = str(value).strip()
+    if text.lower() == "auto":
+        return "auto"
+    if not isinstance(value, (bool, float)) and text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise InvtoolError(f"--batch {text or repr(value)} is not a batch size; give auto (sized by the memory planner) "
+                       "or a whole number of at least 1, e.g. --batch 8")
 
 _TOKEN = re.compile(r"""\s*(?:
       (?P<unit>(?P<kind>channel|neuron):(?P<layer>[^\s+*()]+):(?P<index>\d+)(?![\w.]))
@@ -347,3 +423,47 @@ def _dream(model, objective, start, make_param, octaves, octave_scale, *, steps,
     if len(results) == 1 and not notes:
         return results[0]
     return chain(results, (h, w), notes)
+
+
+def _run_groups(model, objectives: list[Objective], start: torch.Tensor, group: int, make_param, octaves: int,
+                octave_scale: float, **kwargs) -> Result:
+    """`_dream` over the tiles `group` at a time, each group one batched run from its tiles' starts, as one
+    Result in the tiles' order. A run that is interrupted or stops ends the whole: later groups are not run."""
+    results = []
+    for a in range(0, len(objectives), group):
+        tiles = objectives[a:a + group]
+        total = sum(on_image(o, i) for i, o in enumerate(tiles)) if len(tiles) > 1 else tiles[0]
+        results.append(_dream(model, -total, start[a:a + group].to(model.device), make_param, octaves, octave_scale,
+                              **kwargs))
+        if results[-1].interrupted or results[-1].stopped_early:
+            break
+    return results[0] if group >= len(objectives) else _join(results, start)
+
+
+def _join(results: list[Result], start: torch.Tensor) -> Result:
+    """One Result for groups of tiles run one after another: their images in order (tiles whose group never ran:
+    their starting images), the losses summed step by step (the total over every tile, as one batched run logs
+    it) over the steps every group ran, snapshots where every group has one, the times added."""
+    done, runs = sum(len(r.image) for r in results), -(-len(start) // len(results[0].image))
+    steps = min(r.steps for r in results)
+    terms = {}
+    for r in results:   # a name that two groups share (the same objective twice) is told apart as Objective's sum does
+        for name, values in r.term_history.items():
+            unique, k = name, 2
+            while unique in terms:
+                unique, k = f"{name}#{k}", k + 1
+            terms[unique] = values[:steps]
+    shots = [dict(r.snapshots) for r in results]
+    notes = [note for r in results for note in r.notes]
+    if done < len(start):
+        notes.append(f"the run ended in its batch {len(results)} of {runs}: tiles {done + 1}-{len(start)} are their "
+                     "starting images")
+    wall = sum(r.wall_time for r in results)
+    return replace(results[0], image=torch.cat([r.image for r in results] + [start[done:].cpu()]),
+                   loss=sum(r.loss for r in results), steps=steps, wall_time=wall,
+                   steps_per_sec=steps / wall if wall > 0 else 0.0,
+                   history=[sum(r.history[s] for r in results) for s in range(steps)], term_history=terms,
+                   snapshots=[(s, torch.cat([d[s] for d in shots])) for s in shots[0] if all(s in d for d in shots)],
+                   interrupted=any(r.interrupted for r in results), stopped_early=any(r.stopped_early for r in results),
+                   stop_reason=next((r.stop_reason for r in results if r.stop_reason), ""),
+                   notes=list(dict.fromkeys(notes)))

@@ -300,3 +300,106 @@ def test_cli_interrupt_keeps_the_best_image_and_exits_130(vgg16_conv_onnx, tmp_p
     assert rec["interrupted"] and rec["steps"] <= 3
     grid, _ = read_image(out)   # the image was written: the grid of the 2 tiles
     assert grid.shape == (1, 3, 6 + 32 + 22 + 6, 6 + 2 * (32 + 6))
+
+
+# --- batches of tiles --------------------------------------------------------------------------------
+
+def spy_starts(monkeypatch) -> list:
+    """Every group's starting images, as `_dream` gets them (a list that fills as visualize runs)."""
+    import invtool.visualization as vis
+    real, starts = vis._dream, []
+
+    def spy(model, objective, start, *args, **kwargs):
+        starts.append(start.detach().cpu().clone())
+        return real(model, objective, start, *args, **kwargs)
+    monkeypatch.setattr(vis, "_dream", spy)
+    return starts
+
+
+def least_budget(model, layer: str, k: int, side: int) -> int:
+    """The smallest budget (bytes) in which the memory planner fits k tiles of side x side reading `layer`."""
+    from invtool.memory import batch_size
+    from invtool.objectives import Objective
+    probe = Objective(lambda f, x: 0.0, [relu_input(model, layer)])
+    low, high = 1, 2**40
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if batch_size(model, probe, k, side, side, memory=mid) == k else (mid + 1, high)
+    return low
+
+
+def test_tiles_start_alike_in_any_batch_and_keep_their_order(small, monkeypatch):
+    """Tile i starts from noise of (seed, i) whatever the grouping: --batch 2 and --batch 8 start from the same
+    images; each group is its own batched run; the tiles come back in order, finite, labelled, and each is the
+    one its channel's own run made (no transforms: a tile's Adam steps do not depend on its neighbours)."""
+    starts = spy_starts(monkeypatch)
+    grouped = visualize("conv1_2", "3-7", model=small, size=32, steps=3, batch=2, **FAST)
+    assert [len(s) for s in starts] == [2, 2, 1]
+    grouped_starts, starts[:] = torch.cat(starts), []
+    whole = visualize("conv1_2", "3-7", model=small, size=32, steps=3, batch=8, **FAST)
+    assert [len(s) for s in starts] == [5]
+    assert torch.equal(grouped_starts, starts[0])
+    assert not torch.allclose(grouped_starts[0], grouped_starts[1])   # each tile its own noise
+    assert grouped.tiles.shape == (5, 3, 32, 32) and torch.isfinite(grouped.tiles).all()
+    assert grouped.labels == [f"conv1_2:{c}" for c in range(3, 8)] == grouped.record["labels"]
+    assert grouped.record["batch"] == 2 and grouped.record["batching"]["runs"] == 3
+    assert whole.record["batch"] == 5 and whole.record["options"]["batch"] == 8
+    assert torch.allclose(grouped.tiles, whole.tiles, atol=1e-4)
+    f = feature(small, relu_input(small, "conv1_2"), grouped.tiles)
+    assert grouped.record["metrics"]["objective_final"] == pytest.approx(
+        [float(f[i, c].mean()) for i, c in enumerate(range(3, 8))], rel=1e-4, abs=1e-6)
+    assert len(grouped.record["history"]["loss"]) == 3
+    assert grouped.image.shape[-1] > 4 * 32   # the grid of all five tiles
+
+
+def test_a_stop_in_one_group_ends_the_run_with_every_tile(small, monkeypatch):
+    starts = spy_starts(monkeypatch)
+    visualize("conv1_2", "0-4", model=small, size=32, steps=1, batch=8, **FAST)   # every tile's start, in one run
+    everything, starts[:] = starts[0], []
+    run = visualize("conv1_2", "0-4", model=small, size=32, steps=5, batch=2, callback=lambda step: True, **FAST)
+    assert len(starts) == 1 and run.tiles.shape == (5, 3, 32, 32)   # the first group stopped, and no other ran
+    assert torch.equal(run.tiles[2:], everything[2:])
+    assert run.record["stopped_early"] and any("tiles 3-5 are their starting images" in n for n in run.record["notes"])
+
+
+def test_auto_batch_on_the_cpu_is_the_cap_or_what_fits(small, monkeypatch):
+    """On the CPU "auto" is min(memory.CPU_BATCH, what the budget holds); elsewhere the cap is every tile."""
+    import invtool.memory as memory
+    monkeypatch.setattr(memory, "CPU_BATCH", 3)
+    roomy = visualize("conv1_2", "0-4", model=small, size=32, steps=1, memory=2**40, **FAST)
+    assert roomy.record["batch"] == 3 and roomy.record["batching"]["cap"] == 3
+    assert "CPU_BATCH" in roomy.record["batching"]["how"] and roomy.record["options"]["batch"] == "auto"
+    tight = visualize("conv1_2", "0-4", model=small, size=32, steps=1, memory=least_budget(small, "conv1_2", 2, 32),
+                      **FAST)
+    assert tight.record["batch"] == 2 and tight.tiles.shape[0] == 5
+    assert any(n.startswith("batch 3 lowered to 2 to fit the memory budget of") for n in tight.record["notes"])
+
+
+def test_cli_lowers_a_batch_that_does_not_fit_with_a_note(vgg16_conv_onnx, small, tmp_path):
+    out = tmp_path / "grid.png"
+    budget = least_budget(small, "conv1_2", 2, 32)
+    r = CliRunner().invoke(main, ["visualize", "--model", str(vgg16_conv_onnx[0]), "--layer", "conv1_2", "--channels",
+                                  "0-3", "--size", "32", "--steps", "1", "--batch", "4", "--memory", str(budget),
+                                  "-q", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["batch"] == 2 and rec["batching"]["runs"] == 2 and rec["options"]["memory"] == str(budget)
+    assert any(n.startswith("batch 4 lowered to 2 to fit the memory budget of") for n in rec["notes"]), rec["notes"]
+    assert rec["labels"] == [f"conv1_2:{c}" for c in range(4)]
+
+
+@pytest.mark.parametrize("value", ["0", "x", "-3", "2.5"])
+def test_cli_bad_batch_is_one_line_and_writes_nothing(vgg16_conv_onnx, tmp_path, value):
+    out = tmp_path / "grid.png"
+    r = CliRunner().invoke(main, ["visualize", "--model", str(vgg16_conv_onnx[0]), "--layer", "conv1_2",
+                                  "--channels", "0", "--size", "32", "--steps", "1", "--batch", value, "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    assert r.output == (f"error: --batch {value} is not a batch size; give auto (sized by the memory planner) or a "
+                        "whole number of at least 1, e.g. --batch 8\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "", "eight"])
+def test_bad_batch_is_refused_before_the_model_loads(value):
+    with pytest.raises(InvtoolError, match="is not a batch size; give auto"):
+        visualize("conv1_2", "0", model="no-such-model.onnx", batch=value, progress=False)
