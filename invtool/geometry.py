@@ -1,4 +1,4 @@
-"""Where a network changes resolution: each tensor's stride, the network's stages, and default layers.
+"""Where a network changes resolution: each tensor's stride, the network's stages, default layers, its conv layers.
 
 A *stage* is the last activation before a change of resolution (VGG16's conv1_2 … conv5_3 and pool5,
 ResNet18's conv1, res2 … res5). They are found from layer shapes alone, so every command can choose
@@ -243,6 +243,37 @@ def choose_layers(model, given, role: str, notes: list[str], progress: bool = Fa
     if progress:
         print(note, file=sys.stderr)
     return chosen
+
+
+def conv_layers(model) -> list[str]:
+    """Every convolution of the model with a spatial output, in graph order, as a layer (`atlas --layers all`):
+    the Relu a Conv alone feeds (whose channels visualize and the atlas read at its input, the Conv's output:
+    see `visualization.relu_input`), else the Conv's own output; by the model's friendliest name for it (VGG16:
+    conv1_1 … conv5_3)."""
+    found = strides(model)
+    consumers: dict[str, list] = {}
+    for node in model.proto.graph.node:
+        for t in node.input:
+            consumers.setdefault(t, []).append(node)
+    layers = []
+    for node in model.proto.graph.node:
+        if node.op_type in _CONVS and node.output[0] in found:
+            after = consumers.get(node.output[0], [])
+            tensor = after[0].output[0] if len(after) == 1 and after[0].op_type == "Relu" else node.output[0]
+            layers.append(_friendly_name(model, tensor))
+    if not layers:
+        raise InvtoolError("found no convolution with a spatial output in this model; name the layers yourself "
+                           "(--layers, see `invtool layers MODEL`)")
+    return layers
+
+
+def _friendly_name(model, tensor: str) -> str:
+    """The tensor's own name, unless it is an exporter's path (`/features.0/Conv_output_0`, `conv1/Relu:0`) and an
+    alias is not: then the shortest such alias."""
+    def generated(name):
+        return "/" in name or ":" in name
+    plain = sorted((a for a, t in model.aliases.items() if t == tensor and not generated(a)), key=lambda a: (len(a), a))
+    return plain[0] if generated(tensor) and plain else tensor
 
 
 def _known_defaults(model) -> dict | None:
