@@ -517,8 +517,8 @@ _ATL = defaults.ATLAS
 @click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="The site's folder: new, empty, or an earlier atlas (its finished units are reused).")
-@click.option("--layers", default=None, help="Comma-separated layers  [default: the model's stages; VGG16: "
-              "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1]")
+@click.option("--layers", default=None, help="Comma-separated layers, or all: every conv layer (VGG16: conv1_1 … "
+              "conv5_3)  [default: the model's stages; VGG16: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1]")
 @click.option("--channels", default=None, help="Channels of every layer, e.g. 0-15 or 3,7,12-15  [default: all]")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="A folder of images for the dataset examples (unreadable files are skipped and listed).")
@@ -527,8 +527,10 @@ _ATL = defaults.ATLAS
 @optimizer_options(_ATL)   # --steps, --seed (serially or in parallel, the same images)
 @click.option("--size", type=click.IntRange(16), default=_ATL["size"], show_default=True,
               help="Side of each visualisation, in pixels.")
-@click.option("--batch", type=click.IntRange(1), default=_ATL["batch"], show_default=True,
-              help="Channels per job (one batched run); it shapes the images, --workers does not.")
+@batch_option(_ATL["batch"], "Channels per job (one batched run of two tiles a channel): auto (per layer, as many "
+              "as the memory budget holds, on the CPU half of invtool.memory.CPU_BATCH) or N (at most N). It "
+              "shapes the images, --workers does not.")
+@memory_option
 @click.option("--example-size", type=click.IntRange(16), default=_ATL["example_size"], show_default=True,
               help="Images are resized and centre-cropped to this side for the dataset pass.")
 @click.option("--workers", type=click.IntRange(1), default=_ATL["workers"], show_default=True,
@@ -544,6 +546,7 @@ def atlas_command(model_path, model, output, layers, quiet, **options):
     \b
       invtool atlas models/vgg16.onnx -o out/atlas --layers conv3_1 --channels 0-15 --images photos/
       invtool atlas models/vgg16.onnx -o out/atlas --workers 2        # on a local Ray
+      invtool atlas models/vgg16.onnx -o out/full --layers all        # every channel of every conv layer
     """
     from .atlas import build_atlas
 

@@ -59,4 +59,6 @@ STYLE = dict(content_weight=1.0, tv_weight=0.0, style_loss="gram", style_scale=1
              lr_schedule="constant", tol=0.0, seed=0, save_every=0)
 
 # --- atlas ---------------------------------------------------------------------------------------
-ATLAS = dict(top=9, steps=64, size=128, seed=0, batch=8, example_size=224, workers=1)
+# batch "auto": channels a job, per layer, from the memory planner (two tiles a channel; on the CPU
+# memory.CPU_BATCH tiles, so 4 channels)
+ATLAS = dict(top=9, steps=64, size=128, seed=0, batch="auto", example_size=224, workers=1)

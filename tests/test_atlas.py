@@ -19,6 +19,8 @@ from conftest import atlas_args
 from invtool import load_model
 from invtool.atlas.examples import load_example
 from invtool.cli import main
+from invtool.geometry import conv_layers
+from invtool.visualization import relu_input
 from invtool.image import to_uint8
 
 # VGG16's receptive fields by hand (3x3 convolutions padded by 1, 2x2 pools of stride 2): size, stride, start
@@ -182,6 +184,10 @@ def free_port() -> int:
     (dict(images="EMPTY"), r"holds no image OpenCV can read \(1 other files\)"),
     (dict(address="ADDRESS"), r"no Ray cluster answers at 127\.0\.0\.1:\d+ \(Connection refused\)"),
     (dict(workers=2, ray_missing=True), r"runs on Ray, which is not installed; pip install 'invtool\[ray\]'"),
+    (dict(batch="0"), r"--batch 0 is not a batch size; give auto \(sized by the memory planner\) or a whole number"),
+    (dict(batch="x"), r"--batch x is not a batch size; give auto"),
+    (dict(batch="-3"), r"--batch -3 is not a batch size; give auto"),
+    (dict(memory="lots"), r"bad memory budget 'lots'; give a size like 2G"),
 ])
 def test_bad_input_is_one_line_before_anything_is_written(vgg16_conv_onnx, tmp_path, monkeypatch, options, message):
     if "address" in options:
@@ -254,3 +260,74 @@ def test_a_ray_worker_keeps_one_model_per_preprocessing(vgg16_conv_onnx, monkeyp
     assert runner_module.worker_model(data, {**spec, "preprocess": PRESETS["caffe"]}) is caffe
     half = runner_module.worker_model(data, {**spec, "preprocess": PRESETS["caffe"], "dtype": torch.float16})
     assert half is not caffe and half.dtype == torch.float16
+
+
+# --- batches, every conv layer -------------------------------------------------------------------------
+
+def test_auto_batch_is_a_number_per_layer_and_a_rerun_finds_the_cache(small_atlas, vgg16_conv_onnx, tmp_path,
+                                                                       monkeypatch):
+    """--batch auto (the default) becomes channels a job per layer before any job: on the CPU memory.CPU_BATCH
+    tiles, two a channel. With CPU_BATCH 4 that is the reference's --batch 2, so its jobs, keys and PNGs; a
+    rerun computes nothing."""
+    import invtool.memory as memory
+    monkeypatch.setattr(memory, "CPU_BATCH", 4)
+    reference, _ = small_atlas
+    out = tmp_path / "site"
+    r = CliRunner().invoke(main, atlas_args(vgg16_conv_onnx[0], out, batch=None))
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "atlas.json").read_text())
+    assert record["options"]["batch"] == "auto" and record["units"]["jobs"] == 4
+    assert {name: b["channels"] for name, b in record["batch"]["layers"].items()} == {"conv1_2": 2, "conv2_1": 2}
+    assert [layer["batch"] for layer in record["layers"]] == [2, 2]
+    assert pngs(out).items() <= pngs(reference).items() and len(pngs(out)) == 16
+
+    def no_work(*args):
+        raise AssertionError("a rerun ran a job")
+    monkeypatch.setattr(runner_module, "run_job", no_work)
+    r = CliRunner().invoke(main, atlas_args(vgg16_conv_onnx[0], out, batch=None))
+    assert r.exit_code == 0, r.output
+    assert "8 units (0 computed, 8 from the cache)" in r.output
+
+
+def test_a_batch_that_does_not_fit_the_budget_is_lowered_with_a_note(vgg16_conv_onnx, tmp_path):
+    from invtool.atlas import build_atlas
+    from test_visualize import least_budget
+    model = load_model(vgg16_conv_onnx[0], device="cpu")
+    record = build_atlas(model, tmp_path / "site", layers="conv1_2", channels="0-1", size=32, steps=1, batch=2,
+                         memory=least_budget(model, "conv1_2", 2, 32), progress=False)
+    assert record["layers"][0]["batch"] == 1 and record["units"]["jobs"] == 2
+    assert any(n.startswith("conv1_2, tiles a job: batch 4 lowered to 2 to fit the memory budget of")
+               for n in record["notes"]), record["notes"]
+
+
+def test_layers_all_is_every_conv_layer(vgg16_conv_onnx, resnet18_onnx):
+    """Every Conv node of the graph, as the Relu right after it (read at its input: the Conv's output) by its
+    name, or the Conv's own output where no Relu alone follows it (a ResNet block's second conv)."""
+    model = load_model(vgg16_conv_onnx[0], device="cpu")
+    nodes = model.proto.graph.node
+    convs = [n.output[0] for n in nodes if n.op_type == "Conv"]
+    after = {n.input[0]: n.output[0] for n in nodes if n.op_type == "Relu"}
+    layers = conv_layers(model)
+    assert layers == [after[c] for c in convs] == [f"conv{b}_{i}" for b, k in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+                                                   for i in range(1, k + 1)]
+    assert [relu_input(model, layer) for layer in layers] == convs
+    assert sum(model.channels(layer) for layer in layers) == 4224
+    resnet = load_model(resnet18_onnx[0], device="cpu")
+    convs = [n.output[0] for n in resnet.proto.graph.node if n.op_type == "Conv"]
+    layers = conv_layers(resnet)
+    assert len(layers) == len(convs) and [relu_input(resnet, layer) for layer in layers] == convs
+
+
+def test_cli_layers_all_writes_a_page_per_conv_layer(vgg16_conv_onnx, tmp_path):
+    out = tmp_path / "site"
+    r = CliRunner().invoke(main, atlas_args(vgg16_conv_onnx[0], out, layers="all", channels="0", steps="1"))
+    assert r.exit_code == 0, r.output
+    assert "13 layers, 13 units (13 computed, 0 from the cache)" in r.output
+    record = json.loads((out / "atlas.json").read_text())
+    names = [layer["name"] for layer in record["layers"]]
+    assert names == conv_layers(load_model(vgg16_conv_onnx[0], device="cpu"))
+    assert any(n.startswith("--layers all: the model's 13 conv layers, conv1_1 … conv5_3") for n in record["notes"])
+    index = (out / "index.html").read_text()
+    for layer in record["layers"]:
+        assert (out / "layers" / f"{layer['slug']}.html").is_file() and f'href="layers/{layer["slug"]}.html"' in index
+    assert len(list((out / "units").glob("*/*.html"))) == 13

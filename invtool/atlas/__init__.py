@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..defaults import ATLAS
+from ..defaults import ATLAS, VISUALIZE
 from ..errors import InvtoolError
-from ..geometry import ReceptiveField, choose_layers, receptive_field
+from ..geometry import ReceptiveField, choose_layers, conv_layers, receptive_field
 from ..image import encode_png, write_atomic
+from ..memory import available_memory, parse_memory
 from ..model import DEFAULT_MODEL, as_model
 from ..objectives import parse_layers
 from ..record import record_header
-from ..visualization import parse_channels, relu_input
+from ..visualization import parse_batch, parse_channels, relu_input, tile_batch
 from .examples import activation_maxima, crop, file_digest, load_example, scan_images, top_examples
 from .runner import Runner
 from .site import slugs, write_site
@@ -46,21 +47,26 @@ FORMAT = 1
 
 def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channels=None, images=None,
                 top: int = ATLAS["top"], steps: int = ATLAS["steps"], size: int = ATLAS["size"],
-                seed: int = ATLAS["seed"], batch: int = ATLAS["batch"], example_size: int = ATLAS["example_size"],
-                engine: str = "auto", workers: int = ATLAS["workers"], address: str | None = None, preprocess=None,
-                pool: str = "max", device=None, progress: bool = True) -> dict:
+                seed: int = ATLAS["seed"], batch: int | str = ATLAS["batch"], memory=None,
+                example_size: int = ATLAS["example_size"], engine: str = "auto", workers: int = ATLAS["workers"],
+                address: str | None = None, preprocess=None, pool: str = "max", device=None,
+                progress: bool = True) -> dict:
     """Build (or bring up to date) the atlas of `model` in the folder `output`; returns its record.
 
     Args:
         model: an ONNX path or a loaded FeatureModel.
         output: the site's folder: new, empty, or an earlier atlas (whose cache is reused).
-        layers: layer names (default: the model's stages; VGG16 conv1_1 … conv5_1).
+        layers: layer names; "all": every conv layer (`geometry.conv_layers`; VGG16 conv1_1 … conv5_3); default:
+            the model's stages (VGG16 conv1_1 … conv5_1).
         channels: the channels of every layer, text such as "0-15" or a list (default: all).
         images: a folder of images for the dataset examples (none: no examples).
         top: dataset examples per unit.
         steps, size, seed: the visualisations' Adam steps, tile side and seed.
-        batch: channels per job (one batched run of 2 x batch tiles); fixes the images, so keep it to reuse
-            the cache. The number of workers never changes them.
+        batch: channels per job (one batched run of 2 x batch tiles): "auto" (per layer, as many as the memory
+            budget holds, on the CPU memory.CPU_BATCH tiles) or N (at most N; fewer, with a note, when N do not
+            fit). It is fixed, a number per layer, before any job runs, and fixes the images: the same batch on
+            the same machine finds the cache. The number of workers never changes them.
+        memory: the budget in bytes or text such as "2G" (default: what the device has free) for each job.
         example_size: the side the images are resized and centre-cropped to for the dataset pass.
         engine: the dataset pass: "auto" (ONNX Runtime on the CPU when installed), "ort" or "torch".
         workers: 1 runs jobs in this process; N > 1 on a local Ray with N workers (the [ray] extra).
@@ -71,27 +77,30 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
     t0 = time.perf_counter()
     out = Path(output)
     check_output_dir(out)
-    for name, value, low in (("--top", top, 0), ("--steps", steps, 1), ("--size", size, 16), ("--batch", batch, 1),
+    batch, budget = parse_batch(batch), parse_memory(memory) if memory is not None else None
+    for name, value, low in (("--top", top, 0), ("--steps", steps, 1), ("--size", size, 16),
                              ("--example-size", example_size, 16)):
         if value < low:
             raise InvtoolError(f"{name} {value}: give at least {low}")
     model = as_model(model, preprocess, pool, device)
     notes: list[str] = []
-    layers = list(parse_layers(model, choose_layers(model, layers, "atlas", notes), "atlas"))
-    if len(set(map(model.resolve, layers))) != len(layers):
-        raise InvtoolError(f"a layer is named twice in {', '.join(layers)}; give each once")
+    layers = _atlas_layers(model, layers, notes)
     plan = {layer: _layer_plan(model, layer, channels, example_size) for layer in layers}
+    budget = budget if budget is not None else available_memory(model.device)   # once, before any job
+    batching = {layer: _channels_per_job(model, layer, p, batch, size, budget, notes) for layer, p in plan.items()}
+    per_job = {layer: b["channels"] for layer, b in batching.items()}
     paths, skipped = scan_images(images) if images is not None else ([], [])
 
     with Runner(workers, address) as runner:   # Ray started or joined: a bad address fails before any job
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / MARKER, json.dumps({"format": FORMAT}).encode())
         maxima, stats = _examples(out, model, plan, paths, example_size, engine) if paths else ({}, None)
-        units = _units(out, model, plan, runner, progress, size=size, steps=steps, seed=seed, batch=batch)
+        units = _units(out, model, plan, runner, progress, size=size, steps=steps, seed=seed, batch=per_job,
+                       memory=budget)
 
     options = {"layers": layers, "channels": None if channels is None else str(channels), "images": None
                if images is None else str(images), "top": top, "steps": steps, "size": size, "seed": seed,
-               "batch": batch, "example_size": example_size, "engine": engine, "workers": workers,
+               "batch": batch, "memory": memory, "example_size": example_size, "engine": engine, "workers": workers,
                "address": address, "preprocess": None if model.preprocess is None else model.preprocess.to_dict(),
                "pool": model.pool, "device": str(model.device)}
     atlas = {
@@ -99,21 +108,43 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
         "model": _provenance(model),
         "runner": runner.description,
         "units": units["counts"],
+        "batch": {"asked": batch, "budget": budget, "layers": batching},
         "examples": None if stats is None else {
             "folder": str(images), **stats, "files": [p.name for p in paths], "skipped": skipped},
         "notes": notes,
-        "layers": [],
+        "layers": [{**p.info, "slug": slug, "batch": per_job[layer], "units": [
+            _write_unit(out, slug, c, units, (layer, c),
+                        _unit_examples(out, slug, c, p, maxima, paths, top, example_size, model.in_channels))
+            for c in p.wanted]} for (layer, p), slug in zip(plan.items(), slugs(layers).values())],
     }
-    names = slugs(layers)
-    for layer, plan_ in plan.items():
-        slug = names[layer]
-        atlas["layers"].append({**plan_.info, "slug": slug, "units": [
-            _write_unit(out, slug, c, units["results"][(layer, c)],
-                        _unit_examples(out, slug, c, plan_, maxima, paths, top, example_size, model.in_channels))
-            for c in plan_.wanted]})
     atlas["wall_time"] = round(time.perf_counter() - t0, 2)
     write_site(out, atlas)
     return atlas
+
+
+def _atlas_layers(model, layers, notes: list[str]) -> list[str]:
+    """The layers asked for, each checked and named once: names, "all" (every conv layer, `conv_layers`), or
+    none (the model's defaults for the atlas, said in `notes`)."""
+    if layers == "all" or layers == ["all"]:
+        layers = conv_layers(model)
+        notes.append(f"--layers all: the model's {len(layers)} conv layers, {layers[0]} … {layers[-1]}")
+    layers = list(parse_layers(model, choose_layers(model, layers, "atlas", notes), "atlas"))
+    if len(set(map(model.resolve, layers))) != len(layers):
+        raise InvtoolError(f"a layer is named twice in {', '.join(layers)}; give each once")
+    return layers
+
+
+def _channels_per_job(model, layer: str, plan: "_LayerPlan", batch, size: int, budget, notes: list[str]) -> dict:
+    """The channels a job of `layer` takes (`channels`) and how that was chosen: two tiles each, as many tiles as
+    `tile_batch` gives a run ("auto": what the memory budget holds, at most memory.CPU_BATCH on the CPU; N
+    channels: at most 2N tiles, fewer with a note when they do not fit)."""
+    said: list[str] = []
+    tiles, info = tile_batch(model, [plan.read], 2 * len(plan.wanted), size, size,
+                             batch if batch == "auto" else 2 * batch, optimizer=VISUALIZE["optimizer"], memory=budget,
+                             notes=said)
+    notes += [f"{layer}, tiles a job: {note}" for note in said]
+    how = info["how"] if batch == "auto" else f"--batch {batch}: at most {2 * batch} tiles, as many as the budget holds"
+    return {"channels": max(1, tiles // 2), "tiles": tiles, "how": how}
 
 
 def check_output_dir(out: Path) -> None:
@@ -154,30 +185,34 @@ def _layer_plan(model, layer: str, channels, example_size: int) -> _LayerPlan:
 
 
 def _units(out: Path, model, plan: dict, runner: Runner, progress: bool, **options) -> dict:
-    """Every unit's images, from the cache or computed (and cached as each job finishes)."""
+    """Every unit's cache key and record, from the cache or computed (cached as each job finishes). The PNGs stay
+    in the cache (`_write_unit` copies them into the site), so a full atlas's images are never all in memory."""
     cache = UnitCache(out / ".cache" / "units")
     jobs = plan_jobs(model, {layer: p.wanted for layer, p in plan.items()}, **options)
     results, todo = {}, []
     for job in jobs:
-        found = [cache.get(job.unit_key(c)) for c in job.channels]
+        found = [cache.meta(job.unit_key(c)) for c in job.channels]
         if all(found):
-            results.update(((job.layer, c), u) for c, u in zip(job.channels, found))
+            results.update(((job.layer, c), (job.unit_key(c), u)) for c, u in zip(job.channels, found))
         else:
             todo.append(job)
     bar = tqdm(total=len(todo), desc="atlas jobs", unit="job", disable=not (todo and progress))
 
     def finished(job, units):
         for unit in units:
-            cache.put(job.unit_key(unit["channel"]), unit)
-            results[(job.layer, unit["channel"])] = unit
+            key = job.unit_key(unit["channel"])
+            cache.put(key, unit)
+            results[(job.layer, unit["channel"])] = key, {k: v for k, v in unit.items() if k not in KINDS}
+        bar.set_postfix_str(f"{job.layer} {job.channels[0]}-{job.channels[-1]}", refresh=False)
         bar.update()
     try:
         runner.run(todo, model, finished)
     finally:
         bar.close()
     computed = sum(len(j.channels) for j in todo)
-    return {"results": results, "counts": {"total": len(results), "computed": computed, "cached": len(results) - computed,
-                                           "jobs": len(jobs), "jobs_run": len(todo)}}
+    return {"results": results, "cache": cache, "counts": {
+        "total": len(results), "computed": computed, "cached": len(results) - computed, "jobs": len(jobs),
+        "jobs_run": len(todo)}}
 
 
 def _examples(out: Path, model, plan: dict, paths, size: int, engine: str):
@@ -216,12 +251,13 @@ def _unit_examples(out: Path, slug: str, c: int, plan: _LayerPlan, maxima: dict,
     return found
 
 
-def _write_unit(out: Path, slug: str, c: int, unit: dict, examples: list[dict]) -> dict:
-    """Write a unit's two images into the site; its entry in the layer's JSON."""
+def _write_unit(out: Path, slug: str, c: int, units: dict, unit_id: tuple, examples: list[dict]) -> dict:
+    """Copy a unit's two images from the cache into the site; its entry in the layer's JSON."""
+    key, unit = units["results"][unit_id]
     entry = {"channel": c, "page": f"units/{slug}/{c}.html"}
     for kind in KINDS:
         entry[kind] = f"units/{slug}/{c}-{kind}.png"
-        write_atomic(out / entry[kind], unit[kind])
+        write_atomic(out / entry[kind], units["cache"].png(key, kind))
     entry.update(objective=unit["objective"], device=unit["device"], batch=unit["batch"], examples=examples)
     return entry
 

@@ -2,12 +2,14 @@
 
 A job is a batch of channels of one layer, visualised in one batched run of `visualize` (each channel's
 positive and negative tile side by side in the batch). The batches are cut from the options alone
-(`batch` channels in the order asked), never from the number of workers: a batch's images depend on
-its whole batch (one start-noise draw, one best-step choice), so the same batches everywhere give
-byte-identical PNGs whether the jobs run in process or on any number of Ray workers.
+(`batch` channels of each layer, a number the driver fixed before any job, in the order asked), never from
+the number of workers: a batch's images depend on its whole batch (one best-step choice, the transforms'
+draws), so the same batches everywhere give byte-identical PNGs whether the jobs run in process or on any
+number of Ray workers. A job runs whole, in the memory budget the driver sized its batch for.
 
 Every unit's result is cached under a key of the model's sha256, the options that shape its images,
-the seed and its batch, so a rerun finds it and an interrupted run keeps what it finished.
+the seed and its batch, so a rerun finds it and an interrupted run keeps what it finished. The driver
+copies a unit's PNGs from the cache into the site one unit at a time: it never holds them all.
 
 Example:
     >>> jobs = plan_jobs(model, {"conv3_1": [0, 1, 2]}, size=64, steps=32, seed=0, batch=8)
@@ -24,7 +26,7 @@ from ..image import encode_png, write_atomic
 from ..objectives import channel
 from ..visualization import relu_input, visualize
 
-CACHE_VERSION = 1   # bump when a job's results change for the same options
+CACHE_VERSION = 2   # bump when a job's results change for the same options (2: each tile's own start noise)
 KINDS = ("positive", "negative")
 
 
@@ -41,11 +43,13 @@ class Job:
     model_sha256: str
     preprocess: str             # the model's preprocessing, as JSON ("null" when baked in)
     pool: str
+    memory: int | None = None   # the budget (bytes) its batch was sized for; not in the key: it changes no image
 
     @property
     def key(self) -> str:
-        """The batch's key: every field but the layer's spelling (an alias and its tensor give one key)."""
-        fields = {k: v for k, v in asdict(self).items() if k != "layer"}
+        """The batch's key: every field but the layer's spelling (an alias and its tensor give one key) and the
+        budget."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("layer", "memory")}
         return hashlib.sha256(json.dumps([CACHE_VERSION, fields], sort_keys=True).encode()).hexdigest()
 
     def unit_key(self, c: int) -> str:
@@ -57,12 +61,15 @@ class Job:
         return int.from_bytes(hashlib.sha256(f"{self.seed}:{self.tensor}:{self.channels}".encode()).digest()[:4], "big")
 
 
-def plan_jobs(model, channels: dict[str, list[int]], *, size: int, steps: int, seed: int, batch: int) -> list[Job]:
-    """The jobs for `channels` (layer -> channel indices): each layer's channels in batches of `batch`."""
+def plan_jobs(model, channels: dict[str, list[int]], *, size: int, steps: int, seed: int,
+              batch: int | dict[str, int], memory: int | None = None) -> list[Job]:
+    """The jobs for `channels` (layer -> channel indices): each layer's channels in batches of `batch` (one
+    number, or one per layer), each to run within `memory` bytes (None: what the device has free)."""
     pre = json.dumps(None if model.preprocess is None else asdict(model.preprocess), sort_keys=True)
-    return [Job(layer, relu_input(model, layer), tuple(cs[i:i + batch]), size, steps, seed, model.sha256, pre,
-                model.pool)
-            for layer, cs in channels.items() for i in range(0, len(cs), batch)]
+    per = batch if isinstance(batch, dict) else dict.fromkeys(channels, batch)
+    return [Job(layer, relu_input(model, layer), tuple(cs[i:i + per[layer]]), size, steps, seed, model.sha256, pre,
+                model.pool, memory)
+            for layer, cs in channels.items() for i in range(0, len(cs), per[layer])]
 
 
 def run_job(job: Job, model) -> list[dict]:
@@ -70,7 +77,7 @@ def run_job(job: Job, model) -> list[dict]:
     the one that suppresses it most, as PNG bytes, with the channel's mean before and after."""
     wanted = [channel(job.layer, c, job.tensor) for c in job.channels]
     run = visualize(objectives=wanted + [-o for o in wanted], model=model, size=job.size, steps=job.steps,
-                    seed=job.batch_seed, pool=job.pool, progress=False)
+                    seed=job.batch_seed, pool=job.pool, batch=2 * len(wanted), memory=job.memory, progress=False)
     n, metrics = len(job.channels), run.record["metrics"]
     start, final = metrics["objective_start"], metrics["objective_final"]
     return [{"channel": c,
@@ -89,14 +96,14 @@ class UnitCache:
     def __init__(self, root):
         self.root = Path(root)
 
-    def get(self, key: str) -> dict | None:
+    def meta(self, key: str) -> dict | None:
+        """A finished unit's record without its images (None: not finished)."""
         meta = self.root / f"{key}.json"
-        if not meta.is_file():
-            return None
-        unit = json.loads(meta.read_text())
-        for kind in KINDS:
-            unit[kind] = (self.root / f"{key}-{kind}.png").read_bytes()
-        return unit
+        return json.loads(meta.read_text()) if meta.is_file() else None
+
+    def png(self, key: str, kind: str) -> bytes:
+        """A finished unit's image of `kind` (one of KINDS)."""
+        return (self.root / f"{key}-{kind}.png").read_bytes()
 
     def put(self, key: str, unit: dict) -> None:
         for kind in KINDS:
