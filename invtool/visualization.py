@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .defaults import VISUALIZE, VISUALIZE_PARAMS as PARAMS
+from .defaults import OPTIMIZERS, VISUALIZE, VISUALIZE_PARAMS as PARAMS
 from .errors import InvtoolError, close_matches
 from .geometry import fit_to_model, size_step
 from .image import contact_sheet, fit_size, read_input
@@ -107,6 +107,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     budget = planner.parse_memory(memory) if memory is not None else None   # bad: an error before the model loads
     if param not in PARAMS:
         raise InvtoolError(f"unknown parameterisation {param!r}; use one of {', '.join(PARAMS)}")
+    if optimizer not in OPTIMIZERS:   # before the batch is planned for its state
+        raise InvtoolError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     if octaves < 1 or octave_scale <= 1:
         raise InvtoolError(f"octaves must be at least 1 and the octave scale above 1 (got {octaves}, {octave_scale})")
     if steps < octaves:

@@ -98,6 +98,7 @@ def test_fixed_input_layers_impose_their_size(vgg16_conv_onnx):
     (dict(), "nothing to visualise"),
     (dict(layer="conv1_1", channels="0", objectives=["layer:conv1_1"]), "not both"),
     (dict(layer="conv9_9", channels="0"), "unknown layer 'conv9_9'"),
+    (dict(layer="conv1_1", channels="0", optimizer="rmsprop"), "unknown optimizer 'rmsprop'; use one of adam"),
 ])
 def test_bad_options_are_errors(small, kwargs, message):
     with pytest.raises(InvtoolError, match=message):
