@@ -39,7 +39,7 @@ def dataset_pass(model):
 def atlas_time(steps: int, workers: int) -> tuple[float, dict, Path]:
     folder = Path(tempfile.mkdtemp()) / "atlas"
     t0 = time.perf_counter()
-    record = build_atlas(MODEL, folder, layers=["conv3_1"], channels="0-63", size=128, steps=steps,
+    record = build_atlas(MODEL, folder, layers=["conv3_1"], channels="0-63", size=128, steps=steps, batch=8,
                          workers=workers, progress=False, device="cpu")
     return time.perf_counter() - t0, record, folder
 
