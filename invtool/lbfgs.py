@@ -6,12 +6,14 @@ This one takes exactly one evaluation per `step(closure)` and decides everything
 
 - the line search is a backtracking one with a device-side Armijo test: the trial point x = x_k + t d is
   evaluated; if f(x) <= f_k + c1 t g_k.d (and f is finite) it is accepted: the pair (s, y) enters the history
-  (when y.s > 1e-10 y.y), the new direction is d = -H g at x and the next trial is t = lr (Nocedal & Wright's unit step;
-  the first step of a fresh memory is lr min(1, 1/|g|_1), as torch's, and while no pair is kept each step that
-  ends still descending steeply (weak Wolfe's curvature test fails) is followed by one 4x as long: torch's
-  strong-Wolfe search extrapolates there, and pairs from too-short steps have y.s < 0 on these losses). Otherwise t shrinks to the minimiser of
-  the quadratic through f_k, g_k.d and f(x), clamped to [0.1 t, 0.5 t]. Both outcomes are computed and one is
-  kept with `torch.where`: no branch on a device value;
+  (when y.s > 1e-10 y.y and the step was not short, below), the new direction is d = -H g at x and the next
+  trial is t = lr (Nocedal & Wright's unit step). A step is short when it ends still descending steeply (weak
+  Wolfe's curvature test fails): its pair would describe a nearly linear stretch, and the quasi-Newton step
+  built on it overshot by 1e4 on Gram losses. The first step of a fresh memory is lr min(1, 1/|g|_1), as
+  torch's, and while no pair is kept a short step is followed by one 10x as long (torch's strong-Wolfe search
+  extrapolates up to 10x there). A refused trial shrinks t to the minimiser of the quadratic through f_k, g_k.d
+  and f(x), clamped to [0.1 t, 0.5 t]. Both outcomes are computed and one is kept with `torch.where`: no branch
+  on a device value;
 - H g is the compact form of the L-BFGS product (Byrd, Nocedal & Schnabel 1994): with the pairs as rows of S and
   Y, R = the upper triangle of S Y^T (oldest first), D its diagonal and gamma = s.y / y.y of the newest pair,
   H g = gamma g + S^T p + gamma Y^T q, with q = -R^-1 (S g) and p = R^-T ((D + gamma Y Y^T) R^-1 (S g) - gamma Y g).
@@ -38,7 +40,7 @@ from .optimizers import Optimizer
 
 C1 = 1e-4          # Armijo's sufficient decrease
 C2 = 0.9           # weak Wolfe's curvature: an accepted step whose slope is still below C2 times the first was short
-GROW = 4.0         # without curvature pairs, a step found short is followed by one GROW times as long
+GROW = 10.0        # without curvature pairs, a short step is followed by one GROW times as long (torch's cap)
 SHRINK = (0.1, 0.5)   # a rejected step's new length, as fractions of the old: the quadratic minimiser within these
 STALL = 1e-6       # a line search whose step shrank below this fraction of its first restarts the memory
 CURVATURE = 1e-10  # pairs with y.s at or below this times y.y are not kept (gamma = s.y / y.y must be above it:
@@ -115,12 +117,12 @@ class LBFGS(Optimizer):
         finite = torch.isfinite(f)
         accept = fresh | (finite & (f <= b["fk"] + C1 * b["t"] * b["gd"]))
 
-        # the pair (s, y) goes into the free row; kept only when accepted with positive curvature
+        # the pair (s, y) goes into the free row; kept only when accepted, not short, with positive curvature
         # Armijo's test passed but the slope along d is still steep (weak Wolfe's curvature test fails): too short
         short = accept & ~fresh & (torch.dot(g, b["d"]) < C2 * b["gd"])
         s, y = x - b["xk"], g - b["gk"]
         ys = torch.dot(y, s)
-        keep = accept & ~fresh & (ys > CURVATURE * torch.dot(y, y))   # NaN compares False
+        keep = accept & ~fresh & ~short & (ys > CURVATURE * torch.dot(y, y))   # NaN compares False
         row = ptr.reshape(1)
         S.index_copy_(0, row, torch.where(keep, s, 0.0)[None])
         Y.index_copy_(0, row, torch.where(keep, y, 0.0)[None])

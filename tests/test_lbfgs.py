@@ -114,15 +114,15 @@ def noise(seed, size=32, n=1):
 
 
 def test_a_gram_loss_near_torchs(model):
-    """A Gram loss on VGG16 (camera at 32 px, from noise, 60 steps over two scales): within 25% of torch's
-    (measured: 30373 against 26119, +16%; 8798 against 8694 on coins at 64 px, 100 steps). This toy (16 then
-    32 px) is its worst case; on the commands' held-out inputs at their sizes it ends within 10% of torch's or
-    below (tests/bench/bench_gpu.py's lbfgs section, docs/benchmarks.md)."""
+    """A Gram loss on VGG16 (camera at 32 px, from noise, 60 steps over two scales, 16 then 32 px): within the
+    issue's 10% of torch's (measured 25803 against 26119). Before short steps' pairs were left out and the
+    extrapolation grew 10x (as torch's), 30373: +16%. The commands on held-out inputs: tests/bench/bench_gpu.py's
+    lbfgs section, docs/benchmarks.md."""
     obj = gram_objective(model, camera())
     runs = {o: optimize(model, obj, noise(1), optimizer=o, lr=1.0, steps=60, scales=2, progress=False)
             for o in ("lbfgs", "lbfgs-torch")}
     assert runs["lbfgs"].steps == runs["lbfgs-torch"].steps == 60
-    assert runs["lbfgs"].loss <= 1.25 * runs["lbfgs-torch"].loss, {o: r.loss for o, r in runs.items()}
+    assert runs["lbfgs"].loss <= 1.10 * runs["lbfgs-torch"].loss, {o: r.loss for o, r in runs.items()}
 
 
 def test_every_path_of_the_engine(model):

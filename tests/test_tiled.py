@@ -126,8 +126,8 @@ def test_tiled_features_equal_the_whole_images(models):
 
 def test_the_tiles_gradient_becomes_the_pixels_gradient_without_a_copy(models, monkeypatch):
     """What the memory plan counts on (`IMAGE_BUFFERS`, `STATE`): the tiled step's image-sized gradient is handed
-    on in place and becomes the pixels' `.grad` (no second buffer), and Adam's step is the fused one (no
-    image-sized temporaries)."""
+    on in place and becomes the pixels' `.grad` (no second buffer); Adam keeps two moments (its step's one
+    temporary comes after the pass's peak)."""
     from invtool.optimize import _make_optimizer
 
     model = models("vgg16")
@@ -147,7 +147,8 @@ def test_the_tiles_gradient_becomes_the_pixels_gradient_without_a_copy(models, m
     monkeypatch.undo()
     loss.backward()
     assert x.grad.data_ptr() == seen["ptr"]
-    assert _make_optimizer("adam", [x], 0.02).defaults["fused"] is True
+    adam = _make_optimizer("adam", [x], 0.02)
+    assert [m.shape for pair in adam.moments for m in pair] == [x.shape, x.shape] and STATE["adam"] == 2
 
 
 def forced_budget(model, objective, h, w, optimizer="lbfgs"):
