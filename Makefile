@@ -10,7 +10,7 @@ HED_WEIGHTS := $(CACHE)/hed_bsds500.weights.h5
 RESNET18_WEIGHTS ?=
 MODELS ?= models
 
-.PHONY: install export-models test bench demo atlas video-demo clean
+.PHONY: install export-models test bench gpu-check demo atlas video-demo clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ test: install export-models
 bench: install export-models
 	$(PY) -m pip install -q --no-deps onnx2torch==1.5.15  # bench_converters.py only; --no-deps: it requires torchvision (no CPU build), stubbed there
 	set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f; done
+
+# on a machine with CUDA (a CUDA build of torch: make install TORCH=torch): the tests that need the device (CUDA graphs,
+# sync counts with torch's sync debug mode, placement) and the speed table with the device's name
+gpu-check: install export-models
+	$(PY) -m pytest tests/test_capture.py tests/test_syncs.py tests/test_devices.py -q -rs
+	$(PY) tests/bench/bench_gpu.py --device cuda
 
 demo: install export-models
 	$(PY) -m invtool texture examples/textures/brick.png -o out/demo/texture.png --size 128 --out-size 256x128 --tile --report
