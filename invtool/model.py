@@ -368,15 +368,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+SHAPE_ONLY = 1024   # initializers with more values than this reach shape inference as typed inputs, without data
+
+
 def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `proto` whose initializers of more than SHAPE_ONLY values are graph inputs of their type and shape,
     and without value_info (inference recomputes it)."""
-    m = onnx.ModelProto()
-    for field in ("ir_version", "opset_import", "functions", "producer_name", "domain"):
-        if field in ("opset_import", "functions"):
-            getattr(m, field).extend(getattr(proto, field))
-        else:
-            setattr(m, field, getattr(proto, field))
+    m = onnx.ModelProto(ir_version=proto.ir_version)
+    m.opset_import.extend(proto.opset_import)
+    m.functions.extend(proto.functions)
     g, src = m.graph, proto.graph
     g.name = src.name
     g.node.extend(src.node)
@@ -453,9 +453,6 @@ def _probe_cause(failures: list[Exception]) -> str:
         return ""
     first = str(failures[-1]).strip().splitlines()[0] if str(failures[-1]).strip() else type(failures[-1]).__name__
     return f"; the network fails with: {first[:300]}"
-
-
-SHAPE_ONLY = 1024   # initializers with more values than this reach shape inference as typed inputs, without data
 
 
 def _inferred_shapes(proto, input_name, shape, channels_last) -> dict[str, tuple[int, ...]]:

@@ -75,6 +75,14 @@ class Term(NamedTuple):
     sums: Sum | None = None
 
 
+def unique_name(name: str, taken) -> str:
+    """`name`, or `name#2`, `name#3`, ... : the first not in `taken` (terms of a sum that share a name)."""
+    unique, k = name, 2
+    while unique in taken:
+        unique, k = f"{name}#{k}", k + 1
+    return unique
+
+
 class Objective:
     """A weighted sum of named terms; each term is `fn(features, image) -> scalar tensor`.
 
@@ -126,9 +134,7 @@ class Objective:
             return NotImplemented
         taken, parts = set(self.names), list(self.parts)
         for t in other.parts:
-            unique, i = t.name, 2
-            while unique in taken:
-                unique, i = f"{t.name}#{i}", i + 1
+            unique = unique_name(t.name, taken)
             taken.add(unique)
             parts.append(t._replace(name=unique))
         return Objective._of(parts, self.layers + other.layers)

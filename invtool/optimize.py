@@ -28,7 +28,8 @@ What the loop does for every command:
 - no host sync between two of the `window` syncs with Adam, SGD and "lbfgs", invtool's device-side L-BFGS
   (invtool/lbfgs.py: one evaluation per step, its line search decided on the device); "lbfgs-torch" is torch's
   (strong Wolfe; it reads the loss on the host at every evaluation). At equal steps on held-out inputs the
-  device one ends within 10% of torch's losses or below them (tests/bench/bench_gpu.py, lbfgs; docs/benchmarks.md);
+  device one ended at 0.54-1.03x torch's losses, but 1.16x on one invert (tests/bench/bench_gpu.py, lbfgs;
+  docs/benchmarks.md);
 - on CUDA, each scale's evaluation (forward, objective, backward) is captured as a CUDA graph after two eager
   steps and replayed (invtool/capture.py); not with tiles, random transforms or random draws in the objective,
   which stay eager with a note; `graphs=False` (or `--no-graphs`, which sets `GRAPHS`) turns it off. Each scale's
@@ -57,9 +58,9 @@ from .defaults import LR_SCHEDULES, OPTIMIZERS, WORK_SIZE  # noqa: F401  (one so
 from .errors import InvtoolError
 from .geometry import size_step
 from .lbfgs import LBFGS
-from .optimizers import SGD, Adam
 from .memory import LBFGS_HISTORY, LBFGS_KINDS, PIXEL_LR, Plan, plan as memory_plan  # noqa: F401 (PIXEL_LR: where it was)
 from .objectives import Objective
+from .optimizers import SGD, Adam
 from .param import Param, pixel, resize_image
 from .transforms import Transform, is_random
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
+from . import memory as planner
 from .defaults import OPTIMIZERS, VISUALIZE, VISUALIZE_PARAMS as PARAMS
 from .errors import InvtoolError, close_matches
 from .geometry import fit_to_model, size_step
 from .image import contact_sheet, fit_size, read_input
-from . import memory as planner
 from .model import DEFAULT_MODEL, FeatureModel, as_model
-from .objectives import Objective, channel, neuron, on_image, parse_layers
+from .objectives import Objective, channel, neuron, on_image, parse_layers, unique_name
 from .objectives import layer as layer_energy
 from .optimize import Result, chain, optimize, require_size, scale_sizes, step_budgets
 from .param import fourier, pixel, resize_image
@@ -284,7 +284,6 @@ def parse_channels(spec) -> list[int]:
     return indices
 
 
-
 def parse_batch(value) -> int | str:
     """`batch` / `--batch`: "auto", or a whole number of at least 1 (an int or its text)."""
     text = str(value).strip()
@@ -294,6 +293,7 @@ def parse_batch(value) -> int | str:
         return int(text)
     raise InvtoolError(f"--batch {text or repr(value)} is not a batch size; give auto (sized by the memory planner) "
                        "or a whole number of at least 1, e.g. --batch 8")
+
 
 _TOKEN = re.compile(r"""\s*(?:
       (?P<unit>(?P<kind>channel|neuron):(?P<layer>[^\s+*()]+):(?P<index>\d+)(?![\w.]))
@@ -451,10 +451,7 @@ def _join(results: list[Result], start: torch.Tensor) -> Result:
     terms = {}
     for r in results:   # a name that two groups share (the same objective twice) is told apart as Objective's sum does
         for name, values in r.term_history.items():
-            unique, k = name, 2
-            while unique in terms:
-                unique, k = f"{name}#{k}", k + 1
-            terms[unique] = values[:steps]
+            terms[unique_name(name, terms)] = values[:steps]
     shots = [dict(r.snapshots) for r in results]
     notes = [note for r in results for note in r.notes]
     if done < len(start):

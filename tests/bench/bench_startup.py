@@ -8,12 +8,13 @@ table gives the median wall time and its ratio to `python -c "import torch, onnx
 the floor any command that runs a model pays. Targets: `--help` and a command's `--help` under 1 s;
 `invtool layers MODEL` within 1.4x of the floor.
 
-Then the time to the first step of `invtool texture examples/textures/brick.png`: from the process's start to
-the end of its first backward pass (a bootstrap wraps torch.Tensor.backward, so it measures any version of
-invtool the same way, and exits there). With `--against DIR` (e.g. `git worktree add /tmp/base d4d8457`, the
-tree before issue 32's work, with models/vgg16.onnx linked in), the two checkouts take turns and the ratio is
-printed (target: at most 0.6). Other processes on the machine move the absolute figures; the ratios,
-measured in the same run, move less.
+Then the time to the first step of `invtool texture examples/textures/brick.png`: from the process's start to the
+end of its first backward pass (a bootstrap wraps torch.Tensor.backward, so it measures any version of invtool the
+same way, and exits there; on the CPU, where this runs: a CUDA run's captured steps call torch.autograd.grad, and
+bench_gpu.py times its first step from the engine's record instead). With `--against DIR` (e.g. `git worktree add
+/tmp/base d4d8457`, the tree before issue 32's work, with models/vgg16.onnx linked in), the two checkouts take
+turns and the ratio is printed (target: at most 0.6). Other processes on the machine move the absolute figures; the
+ratios, measured in the same run, move less.
 """
 import argparse
 import os
