@@ -46,7 +46,7 @@ class FeatureModel:
 
     def __init__(self, proto: onnx.ModelProto, *, path: str | None = None, sha256: str | None = None,
                  preprocess: Preprocess | None = None, pool: str = "max", padding: str = "zeros", device=None,
-                 weights: dict[str, torch.Tensor] | None = None, dtype=None):
+                 weights: dict[str, torch.Tensor] | None = None, dtype=None, channels=None):
         if pool not in ("max", "avg"):
             raise InvtoolError(f"unknown pool {pool!r}; use 'max' or 'avg'")
         if padding not in ("zeros", "circular"):
@@ -65,9 +65,10 @@ class FeatureModel:
         self.preprocess = preprocess
         self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = {**float_aliases(proto), **json.loads(self.metadata.get("invtool.aliases", "{}"))}
+        self.narrow = {self.resolve(n): tuple(sorted(set(map(int, cs)))) for n, cs in (channels or {}).items()}
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
         self._min_sizes: dict[frozenset[str], int] = {}
-        self._variants: dict[tuple[str, str], FeatureModel] = {(pool, padding): self}   # shared by the variants
+        self._variants: dict[tuple, FeatureModel] = {self._key(pool, padding, self.narrow): self}   # shared by them
 
     # --- names -----------------------------------------------------------------------------------
     @property
@@ -145,7 +146,8 @@ class FeatureModel:
         """The (cached) module computing exactly these ONNX tensors from the network's input."""
         if tensor_names not in self._modules:
             self._modules[tensor_names] = build(self.proto, list(tensor_names), pool=self.pool, padding=self.padding,
-                                                weights=self._weights, dtype=self.dtype).to(self.device)
+                                                weights=self._weights, dtype=self.dtype,
+                                                channels=self.narrow).to(self.device)
         return self._modules[tensor_names]
 
     # --- geometry ------------------------------------------------------------------------------
@@ -222,15 +224,35 @@ class FeatureModel:
         with torch.no_grad():
             return self.features(self.blank(1, s, s), [name])[name].shape[1]
 
-    def variant(self, *, pool: str | None = None, padding: str | None = None) -> "FeatureModel":
-        """This model with other pooling or padding (same graph and weights, no copy); itself if unchanged."""
-        key = (pool or self.pool, padding or self.padding)
-        if key not in self._variants:   # kept, with its built modules and measurements, for the next call
-            self._variants[key] = FeatureModel(self.proto, path=self.path, sha256=self.sha256,
-                                               preprocess=self.preprocess, pool=key[0], padding=key[1],
-                                               device=self.device, weights=self._weights, dtype=self.dtype)
-            self._variants[key]._variants = self._variants
-        return self._variants[key]
+    def variant(self, *, pool: str | None = None, padding: str | None = None, channels=None) -> "FeatureModel":
+        """This model with other pooling or padding (same graph and weights, no copy); itself if unchanged.
+
+        `channels` ({layer: indices}; {} for none, None to keep this model's) declares that only those channels of
+        those layers are read: their other channels may come back as zeros, and a Conv producing such a layer
+        computes the listed channels only when nothing else it computes needs the layer (`onnx.graph.build`).
+        Objectives on a few channels of the deepest layer (`visualize`, the atlas) skip the rest of its work.
+
+        Example:
+            >>> fast = model.variant(channels={"conv4_1": [3, 7]})   # conv4_1's other 510 channels read 0
+        """
+        narrow = self.narrow if channels is None else {self.resolve(n): cs for n, cs in channels.items()}
+        key = self._key(pool or self.pool, padding or self.padding, narrow)
+        if key in self._variants:
+            return self._variants[key]
+        model = FeatureModel(self.proto, path=self.path, sha256=self.sha256, preprocess=self.preprocess,
+                             pool=key[0], padding=key[1], device=self.device, weights=self._weights, dtype=self.dtype,
+                             channels=narrow)
+        model._variants, model.metadata = self._variants, self.metadata   # one file's
+        if narrow:   # one per set of channels (an atlas makes thousands): not kept, but sharing the sizes found
+            if key[:2] == (self.pool, self.padding):
+                model._min_sizes = self._min_sizes
+            return model
+        self._variants[key] = model   # kept, with its built modules and measurements, for the next call
+        return model
+
+    @staticmethod
+    def _key(pool: str, padding: str, narrow: dict) -> tuple:
+        return pool, padding, tuple(sorted((n, tuple(sorted(set(map(int, cs))))) for n, cs in narrow.items()))
 
     def to(self, device) -> "FeatureModel":
         """This model and its variants (which share its weights) on `device`."""

@@ -67,12 +67,14 @@ class Sum:
 
 class Term(NamedTuple):
     """One named term of an Objective: `weight * fn(features, image)`, reading `layers`; `sums` says how to
-    evaluate it over tiles (None: it cannot be, unless it reads no layer and is evaluated on the whole image)."""
+    evaluate it over tiles (None: it cannot be, unless it reads no layer and is evaluated on the whole image);
+    `channels`, the only channels of its one layer that it reads (None: any)."""
     weight: float
     name: str
     fn: Fn
     layers: tuple[str, ...]
     sums: Sum | None = None
+    channels: tuple[int, ...] | None = None
 
 
 def unique_name(name: str, taken) -> str:
@@ -91,12 +93,16 @@ class Objective:
             which also lets the term be evaluated over tiles (its layer is then the term's).
         layers: the feature names `fn` needs (as the model resolves them).
         name: the term's name in logs, records and error messages.
+        channels: the only channels of its one layer that `fn` reads (channel and neuron terms), so that a model
+            may compute those alone (`read_channels`); None: any.
     """
 
-    def __init__(self, fn: Fn | Sum, layers=(), name: str = "objective"):
+    def __init__(self, fn: Fn | Sum, layers=(), name: str = "objective", channels=None):
         sums = fn if isinstance(fn, Sum) else None
         layers = (sums.layer,) if sums else tuple(dict.fromkeys(layers))
-        self.parts: list[Term] = [Term(1.0, name, fn, layers, sums)]
+        if channels is not None and len(layers) != 1:
+            raise ValueError(f"channels are those of one layer; term {name!r} reads {len(layers)}")
+        self.parts: list[Term] = [Term(1.0, name, fn, layers, sums, None if channels is None else tuple(channels))]
         self.layers: tuple[str, ...] = layers
 
     @classmethod
@@ -116,6 +122,17 @@ class Objective:
 
     def __call__(self, features, image) -> torch.Tensor:
         return self.evaluate(features, image)[0]
+
+    def read_channels(self, resolve=lambda name: name) -> dict[str, tuple[int, ...]]:
+        """{layer: the channels read} for the layers that only channel and neuron terms read (`FeatureModel.variant`
+        then computes just those); `resolve` maps names to tensors first (`FeatureModel.resolve`), so that an alias
+        and its tensor count as one layer."""
+        read: dict[str, set | None] = {}
+        for t in self.parts:
+            for name in map(resolve, t.layers):
+                known = read.get(name, set())
+                read[name] = None if t.channels is None or known is None else known | set(t.channels)
+        return {name: tuple(sorted(cs)) for name, cs in read.items() if cs is not None}
 
     def at(self, model, image: torch.Tensor) -> float:
         """The total at `image`, without gradients: to score an image no optimiser produced."""
@@ -244,7 +261,8 @@ def channel(layer: str, index: int, tensor: str | None = None) -> Objective:
         >>> optimize(model, -objective, init)
     """
     tensor = tensor or layer
-    return Objective(lambda f, x: _channel(f[tensor], layer, index).mean(), [tensor], name=f"channel:{layer}:{index}")
+    return Objective(lambda f, x: _channel(f[tensor], layer, index).mean(), [tensor], name=f"channel:{layer}:{index}",
+                     channels=[index])
 
 
 def neuron(layer: str, index: int, tensor: str | None = None) -> Objective:
@@ -255,7 +273,7 @@ def neuron(layer: str, index: int, tensor: str | None = None) -> Objective:
     def fn(f, x):
         a = _channel(f[tensor], layer, index)
         return a[(slice(None), *(s // 2 for s in a.shape[1:]))].mean()
-    return Objective(fn, [tensor], name=f"neuron:{layer}:{index}")
+    return Objective(fn, [tensor], name=f"neuron:{layer}:{index}", channels=[index])
 
 
 def layer(name: str) -> Objective:

@@ -122,6 +122,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         return read[name]
     tile_objectives, labels = _tile_objectives(layer, channels, objectives, tensor_of)
     layers = list(parse_layers(model, list(dict.fromkeys(name for o in tile_objectives for name in o.layers))))
+    model = model.variant(channels=sum(tile_objectives).read_channels(model.resolve))   # those channels alone
     n = len(tile_objectives)
     pre = [f"{name} ({tensor})" for name, tensor in read.items() if tensor != model.resolve(name)]
     start, notes = _start(model, layers, n, image, size, param, seed)

@@ -289,3 +289,46 @@ def test_moving_a_model_moves_its_variants(vgg16_conv_onnx, monkeypatch):
     assert avg.device.type == "meta" and model.variant(pool="avg") is avg
     assert {w.device.type for w in avg._weights.values()} == {"meta"}
     assert avg.features(torch.zeros(1, 3, 32, 32, device="meta"), ["conv1_1"])["conv1_1"].device.type == "meta"
+
+
+def test_a_narrowed_variant_computes_the_listed_channels_alone(vgg16_conv_onnx):
+    """`variant(channels=...)`: the listed channels of a Conv's output and the image's gradient through them equal
+    the full model's, the others are zeros, and the built module holds the Conv's weights for those channels only.
+    A tensor that another requested layer needs, or an index past the channel count, is computed whole."""
+    model = load_model(vgg16_conv_onnx[0], device="cpu")
+    conv = next(n for n in model.proto.graph.node if n.op_type == "Conv" and model.resolve("conv2_1") in
+                [o for m in model.proto.graph.node if m.input[0] == n.output[0] for o in m.output])
+    tensor, picked = conv.output[0], [3, 7, 100]
+    narrow = model.variant(channels={tensor: picked})
+    assert model.variant(channels={tensor: [7, 3, 100, 3]}) is not narrow   # per run, not kept
+    x = torch.rand(2, 3, 40, 48, requires_grad=True)
+    full, part = model.features(x, [tensor])[tensor], narrow.features(x, [tensor])[tensor]
+    assert part.shape == full.shape and torch.equal(part[:, picked], full[:, picked])
+    assert not part[:, [c for c in range(full.shape[1]) if c not in picked]].any()
+    assert torch.allclose(*(torch.autograd.grad(f[:, 7].mean(), x)[0] for f in (full, part)), atol=1e-7)
+    weights = {b.shape[0] for n, b in narrow.module((tensor,)).named_buffers() if b.dim() == 4}
+    assert len(picked) in weights and full.shape[1] not in weights   # the last Conv's weights: 3 rows of 128
+
+    with torch.no_grad():   # the tensor feeds conv2_1, also asked for: every channel is computed
+        both = narrow.features(x, [tensor, "conv2_1"])
+        ref = model.features(x, [tensor, "conv2_1"])
+        assert all(torch.equal(both[n], ref[n]) for n in ref)
+        past = model.variant(channels={tensor: [3, 10_000]}).features(x, [tensor])[tensor]
+        assert torch.equal(past, full)   # an index out of range: the objective's own check names it
+
+
+def test_a_narrowed_grouped_conv_is_computed_whole():
+    """A Conv with groups reads a slice of its input per output channel: narrowing its weights alone would be
+    wrong, so it is computed whole, equal to ONNX Runtime."""
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2, 3, 3], rng.standard_normal(72).astype(np.float32))
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], group=2, pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.random((1, 4, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        y = build(proto, ["y"], channels={"y": (1,)})(torch.from_numpy(x))[0]
+    import onnxruntime as ort
+    ref = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert_close(y, ref)

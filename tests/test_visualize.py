@@ -317,11 +317,14 @@ def spy_starts(monkeypatch) -> list:
     return starts
 
 
-def least_budget(model, layer: str, k: int, side: int) -> int:
-    """The smallest budget (bytes) in which the memory planner fits k tiles of side x side reading `layer`."""
+def least_budget(model, layer: str, k: int, side: int, channels=None) -> int:
+    """The smallest budget (bytes) in which the memory planner fits k tiles of side x side reading `layer` (its
+    `channels` alone, as visualize computes them, when given)."""
     from invtool.memory import batch_size
     from invtool.objectives import Objective
-    probe = Objective(lambda f, x: 0.0, [relu_input(model, layer)])
+    tensor = relu_input(model, layer)
+    model = model.variant(channels={tensor: channels}) if channels else model
+    probe = Objective(lambda f, x: 0.0, [tensor])
     low, high = 1, 2**40
     while low < high:
         mid = (low + high) // 2
@@ -370,7 +373,8 @@ def test_auto_batch_on_the_cpu_is_the_cap_or_what_fits(small, monkeypatch):
     roomy = visualize("conv1_2", "0-4", model=small, size=32, steps=1, memory=2**40, **FAST)
     assert roomy.record["batch"] == 3 and roomy.record["batching"]["cap"] == 3
     assert "CPU_BATCH" in roomy.record["batching"]["how"] and roomy.record["options"]["batch"] == "auto"
-    tight = visualize("conv1_2", "0-4", model=small, size=32, steps=1, memory=least_budget(small, "conv1_2", 2, 32),
+    tight = visualize("conv1_2", "0-4", model=small, size=32, steps=1,
+                      memory=least_budget(small, "conv1_2", 2, 32, range(5)),
                       **FAST)
     assert tight.record["batch"] == 2 and tight.tiles.shape[0] == 5
     assert any(n.startswith("batch 3 lowered to 2 to fit the memory budget of") for n in tight.record["notes"])
@@ -378,7 +382,7 @@ def test_auto_batch_on_the_cpu_is_the_cap_or_what_fits(small, monkeypatch):
 
 def test_cli_lowers_a_batch_that_does_not_fit_with_a_note(vgg16_conv_onnx, small, tmp_path):
     out = tmp_path / "grid.png"
-    budget = least_budget(small, "conv1_2", 2, 32)
+    budget = least_budget(small, "conv1_2", 2, 32, range(4))
     r = CliRunner().invoke(main, ["visualize", "--model", str(vgg16_conv_onnx[0]), "--layer", "conv1_2", "--channels",
                                   "0-3", "--size", "32", "--steps", "1", "--batch", "4", "--memory", str(budget),
                                   "-q", "-o", str(out)])
@@ -404,3 +408,30 @@ def test_cli_bad_batch_is_one_line_and_writes_nothing(vgg16_conv_onnx, tmp_path,
 def test_bad_batch_is_refused_before_the_model_loads(value):
     with pytest.raises(InvtoolError, match="is not a batch size; give auto"):
         visualize("conv1_2", "0", model="no-such-model.onnx", batch=value, progress=False)
+
+
+def test_read_channels_are_those_only_channel_and_neuron_terms_read(small):
+    """An objective's read channels, per tensor: the union over its channel and neuron terms, an alias and its
+    tensor one layer; a layer that a whole-layer term also reads is not listed (every channel is needed)."""
+    from invtool.objectives import neuron
+    t = relu_input(small, "conv4_1")
+    o = channel("conv4_1", 3, t) - 0.5 * neuron("conv4_1", 7, t) + channel("conv3_1", 1) + channel("conv4_1", 3, t)
+    assert o.read_channels(small.resolve) == {t: (3, 7), small.resolve("conv3_1"): (1,)}
+    assert (o + layer(small.resolve("conv3_1"))).read_channels(small.resolve) == {t: (3, 7)}
+    assert on_image(-o, 1).read_channels(small.resolve) == o.read_channels(small.resolve)
+
+
+def test_tiles_computed_from_their_channels_alone_are_the_same(small, monkeypatch):
+    """visualize computes only the channels its tiles read (the last Conv narrowed): the same tiles and scores
+    as a run on the whole layer."""
+    import invtool.model as model_module
+    seen = []
+    build = model_module.build
+    monkeypatch.setattr(model_module, "build", lambda *a, **k: seen.append(k["channels"]) or build(*a, **k))
+    narrowed = visualize("conv2_1", "5,2,9", model=small, size=32, steps=4, **FAST)
+    assert {relu_input(small, "conv2_1"): (2, 5, 9)} in seen
+    monkeypatch.setattr(model_module.FeatureModel, "variant", lambda self, **k: self)   # every channel
+    whole = visualize("conv2_1", "5,2,9", model=small, size=32, steps=4, **FAST)
+    assert torch.allclose(narrowed.tiles, whole.tiles, atol=1e-5)
+    assert narrowed.record["metrics"]["objective_final"] == pytest.approx(whole.record["metrics"]["objective_final"],
+                                                                          rel=1e-4)
