@@ -11,6 +11,7 @@ Example:
     >>> sheet = contact_sheet([x, x.flip(-1)], ["original", "flipped"])
 """
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -193,6 +194,29 @@ def write_atomic(path, data: bytes) -> Path:
 def write_png(path, x: torch.Tensor) -> Path:
     """Write an image tensor as a PNG, atomically."""
     return write_atomic(path, encode_png(x))
+
+
+class ResultCache:
+    """Finished results under `root`, each a record `KEY.json` beside its PNGs, `KEY-NAME.png` for each of `images`
+    (`KEY.png` for the name ""): a video's frames (one image), an atlas's units (positive and negative). The record
+    is written last, so its presence means the result is complete; files are written atomically."""
+
+    def __init__(self, root, images=("",)):
+        self.root, self.images = Path(root), tuple(images)
+
+    def meta(self, key: str) -> dict | None:
+        """A finished result's record (None: not finished)."""
+        path = self.root / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def png(self, key: str, name: str = "") -> bytes:
+        """A finished result's image `name` (one of `images`)."""
+        return (self.root / (f"{key}-{name}.png" if name else f"{key}.png")).read_bytes()
+
+    def put(self, key: str, meta: dict, pngs: dict[str, bytes]) -> None:
+        for name in self.images:
+            write_atomic(self.root / (f"{key}-{name}.png" if name else f"{key}.png"), pngs[name])
+        write_atomic(self.root / f"{key}.json", json.dumps(meta, indent=1).encode())
 
 
 def contact_sheet(images: list[torch.Tensor], labels: list[str], cols: int | None = None,

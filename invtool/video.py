@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvtoolError
-from .image import contact_sheet, encode_png, fit_size, read_input, write_atomic
+from .image import ResultCache, contact_sheet, encode_png, fit_size, read_input, write_atomic
 from .model import DEFAULT_MODEL, as_model
 from .objectives import Objective
 from .param import resize_image
@@ -308,7 +308,7 @@ def run_chunk(job: ChunkJob, model, on_frame=None) -> list[dict]:
     bytes, losses, time). A frame's run cut short by Ctrl-C is not kept: KeyboardInterrupt."""
     from .style import luminance_image, transfer_style
 
-    cache, results = FrameCache(job.cache), []
+    cache, results = ResultCache(job.cache), []
     prev = None if job.last is None else _tensor(_decode(job.last))
     luminance = job.options.get("preserve_color") == "luminance"
     for j in range(job.done, len(job.frames)):
@@ -342,7 +342,7 @@ def run_chunk(job: ChunkJob, model, on_frame=None) -> list[dict]:
                 "threads": torch.get_num_threads()}
         png = encode_png(prev)
         try:
-            cache.put(job.keys[j], png, meta)
+            cache.put(job.keys[j], meta, {"": png})
         except OSError:   # a Ray worker on another machine: the driver caches what the job returns
             pass
         results.append({**meta, "key": job.keys[j], "png": png})
@@ -403,7 +403,7 @@ def _run_chunks(jobs, model, cache, workers: int, address, total: int, progress:
     def on_result(job, results):
         for r in results:
             computed[r["key"]] = dict(r, cached=False)
-            cache.put(r["key"], r["png"], {k: v for k, v in r.items() if k not in ("key", "png")})
+            cache.put(r["key"], {k: v for k, v in r.items() if k not in ("key", "png")}, {"": r["png"]})
         if runner.ray is not None:
             bar.update(len(results))
 
@@ -421,33 +421,15 @@ def _chunk_job(cache, found: dict, c: int, start: int, keys: tuple, frames, styl
     """Chunk c's job from its first frame not in the cache (the cached ones go into `found`), or None when all are."""
     done, last = 0, None
     for k in keys:
-        hit = cache.get(k)
-        if hit is None:
+        meta = cache.meta(k)
+        if meta is None:
             break
-        found[k] = dict(hit, cached=True)
-        done, last = done + 1, hit["png"]
+        found[k] = dict(meta, key=k, png=cache.png(k), cached=True)
+        done, last = done + 1, found[k]["png"]
     if done == len(keys):
         return None
     return ChunkJob(c, start, tuple(frames), keys, style_imgs, options, method, float(temporal_weight),
                     int(frame_steps), flow_preset, str(cache_dir), done, last)
-
-
-class FrameCache:
-    """Finished frames under `root`: `KEY.png` and `KEY.json` (its losses and time, written last, so its presence
-    means complete)."""
-
-    def __init__(self, root):
-        self.root = Path(root)
-
-    def get(self, key: str) -> dict | None:
-        meta = self.root / f"{key}.json"
-        if not meta.is_file():
-            return None
-        return {**json.loads(meta.read_text()), "key": key, "png": (self.root / f"{key}.png").read_bytes()}
-
-    def put(self, key: str, png: bytes, meta: dict) -> None:
-        write_atomic(self.root / f"{key}.png", png)
-        write_atomic(self.root / f"{key}.json", json.dumps(meta, indent=1).encode())
 
 
 def chunk_bounds(n: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
@@ -549,7 +531,7 @@ def stylize_video(clip, styles, *, output, model=DEFAULT_MODEL, preprocess=None,
             return _digest([base, "first", hashes[i]])
         return _digest([base, follow, hashes[start:i + 1]])
 
-    cache = FrameCache(cache_dir)
+    cache = ResultCache(cache_dir)
     found: dict[str, dict] = {}
     jobs = [job for c, (s, e) in enumerate(bounds)
             if (job := _chunk_job(cache, found, c, s, tuple(key(s, j) for j in range(e - s)), source.frames[s:e],

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..defaults import ATLAS, VISUALIZE
 from ..errors import InvtoolError
 from ..geometry import ReceptiveField, choose_layers, conv_layers, receptive_field
-from ..image import encode_png, write_atomic
+from ..image import ResultCache, encode_png, write_atomic
 from ..memory import available_memory, parse_memory
 from ..model import DEFAULT_MODEL, as_model
 from ..objectives import parse_layers
@@ -39,7 +39,7 @@ from ..visualization import parse_batch, parse_channels, relu_input, tile_batch
 from .examples import activation_maxima, crop, file_digest, load_example, scan_images, top_examples
 from .runner import Runner
 from .site import slugs, write_site
-from .units import KINDS, UnitCache, plan_jobs
+from .units import KINDS, plan_jobs
 
 MARKER = ".invtool-atlas"
 FORMAT = 1
@@ -187,7 +187,7 @@ def _layer_plan(model, layer: str, channels, example_size: int) -> _LayerPlan:
 def _units(out: Path, model, plan: dict, runner: Runner, progress: bool, **options) -> dict:
     """Every unit's cache key and record, from the cache or computed (cached as each job finishes). The PNGs stay
     in the cache (`_write_unit` copies them into the site), so a full atlas's images are never all in memory."""
-    cache = UnitCache(out / ".cache" / "units")
+    cache = ResultCache(out / ".cache" / "units", KINDS)
     jobs = plan_jobs(model, {layer: p.wanted for layer, p in plan.items()}, **options)
     results, todo = {}, []
     for job in jobs:
@@ -201,8 +201,9 @@ def _units(out: Path, model, plan: dict, runner: Runner, progress: bool, **optio
     def finished(job, units):
         for unit in units:
             key = job.unit_key(unit["channel"])
-            cache.put(key, unit)
-            results[(job.layer, unit["channel"])] = key, {k: v for k, v in unit.items() if k not in KINDS}
+            meta = {k: v for k, v in unit.items() if k not in KINDS}
+            cache.put(key, meta, {kind: unit[kind] for kind in KINDS})
+            results[(job.layer, unit["channel"])] = key, meta
         bar.set_postfix_str(f"{job.layer} {job.channels[0]}-{job.channels[-1]}", refresh=False)
         bar.update()
     try:

@@ -1,4 +1,4 @@
-"""The atlas's unit jobs: what one job is, the work it does, and the cache of finished units.
+"""The atlas's unit jobs: what one job is, the work it does, and the keys of finished units.
 
 A job is a batch of channels of one layer, visualised in one batched run of `visualize` (each channel's
 positive and negative tile side by side in the batch). The batches are cut from the options alone
@@ -7,8 +7,8 @@ the number of workers: a batch's images depend on its whole batch (one best-step
 draws), so the same batches everywhere give byte-identical PNGs whether the jobs run in process or on any
 number of Ray workers. A job runs whole, in the memory budget the driver sized its batch for.
 
-Every unit's result is cached under a key of the model's sha256, the options that shape its images,
-the seed and its batch, so a rerun finds it and an interrupted run keeps what it finished. The driver
+Every unit's result is cached (`image.ResultCache`) under a key of the model's sha256, the options that shape its
+images, the seed and its batch, so a rerun finds it and an interrupted run keeps what it finished. The driver
 copies a unit's PNGs from the cache into the site one unit at a time: it never holds them all.
 
 Example:
@@ -18,11 +18,10 @@ Example:
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
-from ..image import encode_png, write_atomic
+from ..image import encode_png
 from ..objectives import channel
 from ..visualization import relu_input, visualize
 
@@ -87,26 +86,3 @@ def run_job(job: Job, model) -> list[dict]:
              "device": run.record["device"], "threads": torch.get_num_threads(),
              "batch": list(job.channels), "batch_wall_time": run.record["wall_time"]}
             for i, c in enumerate(job.channels)]
-
-
-class UnitCache:
-    """Finished units under `root`: `KEY.json` (written last, so its presence means complete) beside
-    `KEY-positive.png` and `KEY-negative.png`."""
-
-    def __init__(self, root):
-        self.root = Path(root)
-
-    def meta(self, key: str) -> dict | None:
-        """A finished unit's record without its images (None: not finished)."""
-        meta = self.root / f"{key}.json"
-        return json.loads(meta.read_text()) if meta.is_file() else None
-
-    def png(self, key: str, kind: str) -> bytes:
-        """A finished unit's image of `kind` (one of KINDS)."""
-        return (self.root / f"{key}-{kind}.png").read_bytes()
-
-    def put(self, key: str, unit: dict) -> None:
-        for kind in KINDS:
-            write_atomic(self.root / f"{key}-{kind}.png", unit[kind])
-        meta = {k: v for k, v in unit.items() if k not in KINDS}
-        write_atomic(self.root / f"{key}.json", json.dumps(meta, indent=1).encode())
