@@ -65,6 +65,7 @@ class FeatureModel:
         self.preprocess = preprocess
         self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = {**float_aliases(proto), **json.loads(self.metadata.get("invtool.aliases", "{}"))}
+        # {tensor: the only channels read} (`variant(channels=...)`): the others may be computed as zeros
         self.narrow = {self.resolve(n): tuple(sorted(set(map(int, cs)))) for n, cs in (channels or {}).items()}
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
         self._min_sizes: dict[frozenset[str], int] = {}
