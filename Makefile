@@ -10,7 +10,7 @@ HED_WEIGHTS := $(CACHE)/hed_bsds500.weights.h5
 RESNET18_WEIGHTS ?=
 MODELS ?= models
 
-.PHONY: install export-models test bench gpu-check demo atlas video-demo clean
+.PHONY: install export-models test bench gpu-check gpu-check-here demo atlas video-demo clean
 
 install: $(VENV)/.installed
 
@@ -52,10 +52,13 @@ bench: install export-models
 	set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f; done
 
 # on a machine with CUDA (a CUDA build of torch: make install TORCH=torch): the tests that need the device (CUDA graphs,
-# sync counts with torch's sync debug mode, placement) and the speed table with the device's name
-gpu-check: install export-models
-	$(PY) -m pytest tests/test_capture.py tests/test_syncs.py tests/test_devices.py -q -rs
-	$(PY) tests/bench/bench_gpu.py --device cuda
+# sync counts with torch's sync debug mode, placement) and the speed table with the device's name. Where a Python with
+# CUDA torch and invtool's dependencies is already there (no venv, no network), with models/vgg16.onnx copied in:
+# make gpu-check-here PY=python3
+gpu-check: install export-models gpu-check-here
+gpu-check-here:
+	PYTHONPATH=. $(PY) -m pytest tests/test_capture.py tests/test_syncs.py tests/test_devices.py -q -rs
+	PYTHONPATH=. $(PY) tests/bench/bench_gpu.py --device cuda
 
 demo: install export-models
 	$(PY) -m invtool texture examples/textures/brick.png -o out/demo/texture.png --size 128 --out-size 256x128 --tile --report
