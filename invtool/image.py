@@ -211,12 +211,15 @@ class ResultCache:
 
     def png(self, key: str, name: str = "") -> bytes:
         """A finished result's image `name` (one of `images`)."""
-        return (self.root / (f"{key}-{name}.png" if name else f"{key}.png")).read_bytes()
+        return self._png_path(key, name).read_bytes()
 
     def put(self, key: str, meta: dict, pngs: dict[str, bytes]) -> None:
         for name in self.images:
-            write_atomic(self.root / (f"{key}-{name}.png" if name else f"{key}.png"), pngs[name])
+            write_atomic(self._png_path(key, name), pngs[name])
         write_atomic(self.root / f"{key}.json", json.dumps(meta, indent=1).encode())
+
+    def _png_path(self, key: str, name: str) -> Path:
+        return self.root / (f"{key}-{name}.png" if name else f"{key}.png")
 
 
 def contact_sheet(images: list[torch.Tensor], labels: list[str], cols: int | None = None,

@@ -66,7 +66,7 @@ class FeatureModel:
         self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = {**float_aliases(proto), **json.loads(self.metadata.get("invtool.aliases", "{}"))}
         # {tensor: the only channels read} (`variant(channels=...)`): the others may be computed as zeros
-        self.narrow = {self.resolve(n): tuple(sorted(set(map(int, cs)))) for n, cs in (channels or {}).items()}
+        self.narrow = self._narrow(channels or {})
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
         self._min_sizes: dict[frozenset[str], int] = {}
         self._variants: dict[tuple, FeatureModel] = {self._key(pool, padding, self.narrow): self}   # shared by them
@@ -236,7 +236,7 @@ class FeatureModel:
         Example:
             >>> fast = model.variant(channels={"conv4_1": [3, 7]})   # conv4_1's other 510 channels read 0
         """
-        narrow = self.narrow if channels is None else {self.resolve(n): cs for n, cs in channels.items()}
+        narrow = self.narrow if channels is None else self._narrow(channels)
         key = self._key(pool or self.pool, padding or self.padding, narrow)
         if key in self._variants:
             return self._variants[key]
@@ -251,9 +251,13 @@ class FeatureModel:
         self._variants[key] = model   # kept, with its built modules and measurements, for the next call
         return model
 
+    def _narrow(self, channels: dict) -> dict[str, tuple[int, ...]]:
+        """{layer: indices} as {tensor: sorted distinct indices}."""
+        return {self.resolve(n): tuple(sorted(set(map(int, cs)))) for n, cs in channels.items()}
+
     @staticmethod
     def _key(pool: str, padding: str, narrow: dict) -> tuple:
-        return pool, padding, tuple(sorted((n, tuple(sorted(set(map(int, cs))))) for n, cs in narrow.items()))
+        return pool, padding, tuple(sorted(narrow.items()))
 
     def to(self, device) -> "FeatureModel":
         """This model and its variants (which share its weights) on `device`."""
