@@ -475,7 +475,8 @@ def _slice(model, node, attrs, g):
 def _constant(model, name: str):
     """The value of a constant tensor (an initializer or a Constant node's output)."""
     if name in model._weights:
-        return model._weights[name].cpu().numpy()
+        t = model._weights[name].cpu()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()   # numpy has no bfloat16
     for node in model.proto.graph.node:
         if node.op_type == "Constant" and node.output[0] == name:
             value = node_attributes(node).get("value")

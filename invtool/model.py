@@ -54,14 +54,14 @@ class FeatureModel:
         self.proto, self.path, self.sha256, self.pool, self.padding = proto, path, sha256, pool, padding
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
         self._weights = weights if weights is not None else {
             k: _channels_last(_in_dtype(v, self.dtype).to(self.device)) for k, v in initializers(proto).items()}
         self.input_name, self.channels_last, self.in_channels = _image_input(proto, self._weights)
         if preprocess is not None:
             preprocess.check_channels(self.in_channels)
         self._pre = (None if preprocess is None or preprocess.is_identity()
-                     else preprocess.module().to(self.device, self.dtype))
+                     else preprocess.module().to(self.device))   # in float32: see network_input
         self.preprocess = preprocess
         self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = {**float_aliases(proto), **json.loads(self.metadata.get("invtool.aliases", "{}"))}
@@ -135,12 +135,15 @@ class FeatureModel:
         """A flat batch of images this model reads, `[n, in_channels, h, w]` on its device (for probes)."""
         return torch.full((n, self.in_channels, h, w), fill, device=self.device)
 
-    def network_input(self, x: torch.Tensor) -> torch.Tensor:
-        """What the ONNX graph's input gets for images `x` (in [0, 1]): preprocessed, on the device, and
-        channels-last where the graph wants it; ONNX Runtime, which runs the graph alone, is fed this too."""
-        x = x.to(self.device, self.dtype)
+    def network_input(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """What the ONNX graph's input gets for images `x` (in [0, 1]): preprocessed (in float32: Caffe's
+        0-255 values would lose their fractions in a 16-bit float), in `dtype` (default the compute dtype), on the
+        device and channels-last where the graph wants it; ONNX Runtime, which runs the graph alone, is fed this
+        too, in float32."""
+        x = x.to(self.device, torch.float32)
         if self._pre is not None:
             x = self._pre(x)
+        x = x.to(dtype or self.dtype)
         return x.permute(0, 2, 3, 1) if self.channels_last else _channels_last(x)
 
     def module(self, tensor_names: tuple[str, ...]) -> torch.nn.Module:
@@ -298,15 +301,29 @@ def resolve_device(device=None) -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype=None) -> torch.dtype:
+def resolve_dtype(dtype=None, device=None) -> torch.dtype:
     """The compute dtype: float32 (None, the default: a float16 model's weights are upcast, so gradients are
-    well-behaved on the CPU) or float16 (native half compute, for CUDA; slow on the CPU)."""
-    names = {"float32": torch.float32, "float16": torch.float16}
+    well-behaved on the CPU), float16 (native half compute, for CUDA; slow on the CPU), bfloat16 (8-bit mantissa,
+    float32's range: the fast path of CPUs with bfloat16 instructions) or "auto": bfloat16 where `device` is a CPU
+    that computes it natively (`native_bfloat16`), else float32 (on CUDA: float32 with TF32, torch's default)."""
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        return torch.bfloat16 if native_bfloat16(resolve_device(device)) else torch.float32
     if dtype is None or dtype in names.values():
         return dtype or torch.float32
     if dtype not in names:
-        raise InvtoolError(f"unknown compute dtype {dtype!r}; use float32 (the default) or float16")
+        raise InvtoolError(f"unknown compute dtype {dtype!r}; use float32 (the default), float16, bfloat16 or auto")
     return names[dtype]
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether `device` is a CPU with bfloat16 instructions (AVX512-BF16 or AMX), where oneDNN's bfloat16
+    convolutions run 2-4x faster than float32 ones (VGG16 on 2 AVX512-BF16 cores: docs/benchmarks.md); without
+    them bfloat16 is emulated and slower than float32."""
+    if device.type != "cpu":
+        return False
+    caps = torch.cpu.get_capabilities()
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
 def stored_dtype(proto: onnx.ModelProto) -> str:
