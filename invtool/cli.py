@@ -83,9 +83,10 @@ def model_options(f):
                 kwargs["model_path"] = None
         return command(*args, **kwargs)
 
-    f = click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None,
-                     help="Compute dtype  [default: float32; a float16 model's weights are upcast]. float16: native "
-                          "half compute, for CUDA GPUs.")(with_dtype)
+    f = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16", "auto"]), default=None,
+                     help="Compute dtype  [default: auto for visualize and atlas, else float32; a float16 model's "
+                          "weights are upcast]. auto: bfloat16 on a CPU with bfloat16 instructions (2x faster), "
+                          "else float32. float16: native half compute, for CUDA GPUs.")(with_dtype)
     f = click.option("--device", default=None, help="torch device  [default: cuda when present, else cpu]")(f)
     f = click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True,
                      help="avg swaps every max pooling for average pooling (smoother results, Gatys).")(f)

@@ -37,8 +37,10 @@ TEXTURE = dict(layer_weights="uniform", loss="gram", gram_norm="gatys", scales=2
 # --- visualize -----------------------------------------------------------------------------------
 VISUALIZE_PARAMS = ("fourier", "pixel")
 # batch "auto": tiles a batched run, from the memory planner (at most memory.CPU_BATCH on the CPU)
+# dtype "auto": bfloat16 on a CPU with bfloat16 instructions, else float32 (model.resolve_dtype); pictures, not
+# losses compared with references, so the 2x of bfloat16 convolutions is worth its rounding (docs/benchmarks.md)
 VISUALIZE = dict(size=128, octaves=1, octave_scale=1.4, jitter=8, scale_jitter=0.1, rotate=10.0, optimizer="adam",
-                 steps=64, lr=None, seed=0, batch="auto", save_every=0)
+                 steps=64, lr=None, seed=0, batch="auto", save_every=0, dtype="auto")
 
 # --- invert --------------------------------------------------------------------------------------
 INVERT_INITS = ("noise", "gray", "blur")
@@ -61,4 +63,4 @@ STYLE = dict(content_weight=1.0, tv_weight=0.0, style_loss="gram", style_scale=1
 # --- atlas ---------------------------------------------------------------------------------------
 # batch "auto": channels a job, per layer, from the memory planner (two tiles a channel; on the CPU
 # memory.CPU_BATCH tiles, so 4 channels)
-ATLAS = dict(top=9, steps=64, size=128, seed=0, batch="auto", example_size=224, workers=1)
+ATLAS = dict(top=9, steps=64, size=128, seed=0, batch="auto", example_size=224, workers=1, dtype=VISUALIZE["dtype"])

@@ -57,7 +57,7 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
               optimizer: str = VISUALIZE["optimizer"], steps: int = VISUALIZE["steps"],
               lr: float | None = VISUALIZE["lr"], seed: int = VISUALIZE["seed"], batch: int | str = VISUALIZE["batch"],
               memory=None, cols: int | None = None, preprocess=None, pool: str = "max", device=None,
-              save_every: int = VISUALIZE["save_every"], progress: bool = True,
+              dtype=VISUALIZE["dtype"], save_every: int = VISUALIZE["save_every"], progress: bool = True,
               callback=None) -> VisualizeRun:
     """Images that maximise objectives on a model's features: one tile per channel, or per objective.
 
@@ -90,6 +90,9 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         memory: the budget in bytes or text such as "2G" (default: what the device has free), resolved once
             for the batch and every group's run.
         cols: the grid's columns (default up to 4).
+        preprocess, pool, device: as for every command.
+        dtype: the compute dtype when `model` is a path (`model.resolve_dtype`): "auto" (bfloat16 on a CPU with
+            bfloat16 instructions, 2x faster there; else float32), "float32", "bfloat16" or "float16".
 
     Returns:
         A VisualizeRun: `.image` the labelled grid (the tile itself when there is one), `.tiles`,
@@ -113,7 +116,9 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
         raise InvtoolError(f"octaves must be at least 1 and the octave scale above 1 (got {octaves}, {octave_scale})")
     if steps < octaves:
         raise InvtoolError(f"{steps} steps cannot be shared by {octaves} octaves; use at least --steps {octaves}")
-    model = as_model(model, preprocess, pool, device)
+    chose_bfloat16 = dtype == "auto" and not isinstance(model, FeatureModel)
+    model = as_model(model, preprocess, pool, device, dtype)
+    chose_bfloat16 &= model.dtype == torch.bfloat16
     budget = budget if budget is not None else planner.available_memory(model.device)   # once: the same for every run
     read = {}   # layer -> the tensor its channel and neuron terms read
 
@@ -126,6 +131,8 @@ def visualize(layer: str | None = None, channels=None, *, objectives=None, model
     n = len(tile_objectives)
     pre = [f"{name} ({tensor})" for name, tensor in read.items() if tensor != model.resolve(name)]
     start, notes = _start(model, layers, n, image, size, param, seed)
+    if chose_bfloat16:
+        notes.append("computed in bfloat16: this CPU has bfloat16 instructions (--dtype float32 for float32)")
     if pre:
         notes.append(f"channel and neuron terms read the input of the ReLU of {', '.join(pre)}, so that channels "
                      f"dead on the start image still get a gradient")

@@ -50,7 +50,7 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
                 seed: int = ATLAS["seed"], batch: int | str = ATLAS["batch"], memory=None,
                 example_size: int = ATLAS["example_size"], engine: str = "auto", workers: int = ATLAS["workers"],
                 address: str | None = None, preprocess=None, pool: str = "max", device=None,
-                progress: bool = True) -> dict:
+                dtype=ATLAS["dtype"], progress: bool = True) -> dict:
     """Build (or bring up to date) the atlas of `model` in the folder `output`; returns its record.
 
     Args:
@@ -72,6 +72,8 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
         workers: 1 runs jobs in this process; N > 1 on a local Ray with N workers (the [ray] extra).
         address: an existing Ray cluster's address instead.
         preprocess, pool, device: as for every command.
+        dtype: the compute dtype when `model` is a path, as for `visualize` ("auto": bfloat16 on a CPU with
+            bfloat16 instructions, else float32); part of the units' cache key.
         progress: a progress bar over the jobs on stderr.
     """
     t0 = time.perf_counter()
@@ -82,7 +84,7 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
                              ("--example-size", example_size, 16)):
         if value < low:
             raise InvtoolError(f"{name} {value}: give at least {low}")
-    model = as_model(model, preprocess, pool, device)
+    model = as_model(model, preprocess, pool, device, dtype)
     notes: list[str] = []
     layers = _atlas_layers(model, layers, notes)
     plan = {layer: _layer_plan(model, layer, channels, example_size) for layer in layers}

@@ -43,12 +43,14 @@ class Job:
     preprocess: str             # the model's preprocessing, as JSON ("null" when baked in)
     pool: str
     memory: int | None = None   # the budget (bytes) its batch was sized for; not in the key: it changes no image
+    dtype: str = "float32"      # the compute dtype
 
     @property
     def key(self) -> str:
         """The batch's key: every field but the layer's spelling (an alias and its tensor give one key) and the
-        budget."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("layer", "memory")}
+        budget; the dtype only when it is not float32, so the keys of float32 atlases stay what they were."""
+        fields = {k: v for k, v in asdict(self).items()
+                  if k not in ("layer", "memory") and not (k == "dtype" and v == "float32")}
         return hashlib.sha256(json.dumps([CACHE_VERSION, fields], sort_keys=True).encode()).hexdigest()
 
     def unit_key(self, c: int) -> str:
@@ -66,8 +68,9 @@ def plan_jobs(model, channels: dict[str, list[int]], *, size: int, steps: int, s
     number, or one per layer), each to run within `memory` bytes (None: what the device has free)."""
     pre = json.dumps(None if model.preprocess is None else asdict(model.preprocess), sort_keys=True)
     per = batch if isinstance(batch, dict) else dict.fromkeys(channels, batch)
+    dtype = str(model.dtype).removeprefix("torch.")
     return [Job(layer, relu_input(model, layer), tuple(cs[i:i + per[layer]]), size, steps, seed, model.sha256, pre,
-                model.pool, memory)
+                model.pool, memory, dtype)
             for layer, cs in channels.items() for i in range(0, len(cs), per[layer])]
 
 
