@@ -54,22 +54,35 @@ class FeatureModel:
         self.proto, self.path, self.sha256, self.pool, self.padding = proto, path, sha256, pool, padding
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        stored = weights if weights is not None else initializers(proto)
+        self._producer = _computed_tensors(proto, stored)
+        self.dtype = self._compute_dtype(dtype)
         self._weights = weights if weights is not None else {
-            k: _channels_last(_in_dtype(v, self.dtype).to(self.device)) for k, v in initializers(proto).items()}
+            k: _channels_last(_in_dtype(v, self.dtype).to(self.device)) for k, v in stored.items()}
         self.input_name, self.channels_last, self.in_channels = _image_input(proto, self._weights)
         if preprocess is not None:
             preprocess.check_channels(self.in_channels)
         self._pre = (None if preprocess is None or preprocess.is_identity()
                      else preprocess.module().to(self.device))   # in float32: see network_input
         self.preprocess = preprocess
-        self._producer = _computed_tensors(proto, self._weights)
         self.aliases: dict[str, str] = {**float_aliases(proto), **json.loads(self.metadata.get("invtool.aliases", "{}"))}
         # {tensor: the only channels read} (`variant(channels=...)`): the others may be computed as zeros
         self.narrow = self._narrow(channels or {})
         self._modules: dict[tuple[str, ...], torch.nn.Module] = {}
         self._min_sizes: dict[frozenset[str], int] = {}
         self._variants: dict[tuple, FeatureModel] = {self._key(pool, padding, self.narrow): self}   # shared by them
+
+    def _compute_dtype(self, dtype) -> torch.dtype:
+        """`resolve_dtype`'s, except for a graph that quantises its activations (QDQ pairs, QLinear ops): its
+        integer arithmetic is emulated as ONNX Runtime computes it, in float32, so it computes in float32 ("auto"
+        included) and a 16-bit dtype asked for is a one-line error."""
+        ops = sorted({op for op in self._producer.values() if op in QUANTISED_OPS or op.startswith("QLinear")})
+        if not ops or dtype == "auto":
+            return torch.float32 if ops else resolve_dtype(dtype, self.device)
+        if resolve_dtype(dtype) != torch.float32:
+            raise InvtoolError(f"{self.path or 'this model'} quantises its activations ({', '.join(ops[:3])}), which "
+                               f"compute as ONNX Runtime does, in float32: drop --dtype {str(dtype).removeprefix('torch.')}")
+        return torch.float32
 
     # --- names -----------------------------------------------------------------------------------
     @property
@@ -324,6 +337,10 @@ def native_bfloat16(device: torch.device) -> bool:
         return False
     caps = torch.cpu.get_capabilities()
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+# ops on quantised activations (besides com.microsoft's QLinear*), computed in float32 as ONNX Runtime's kernels do
+QUANTISED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QGemm"}
 
 
 def stored_dtype(proto: onnx.ModelProto) -> str:

@@ -286,9 +286,10 @@ def on_image(objective: Objective, i: int) -> Objective:
 
     A batch of N images with one such objective each optimises N pictures in one run: the network treats
     the images independently, and so does Adam (its steps are per element), so the sum of the N objectives
-    gives each image the run it would have had alone, N times faster than N runs.
+    gives each image the run it would have had alone, N times faster than N runs. A 0-d tensor (a scale, a zero
+    point) has no images to pick: it is given whole, for the terms' own errors to name.
     """
-    parts = [t._replace(fn=lambda f, x, fn=t.fn: fn({k: v[i:i + 1] for k, v in f.items()}, x[i:i + 1]), sums=None)
+    parts = [t._replace(fn=lambda f, x, fn=t.fn: fn({k: v[i:i + 1] if v.dim() else v for k, v in f.items()}, x[i:i + 1]), sums=None)
              for t in objective.parts]
     return Objective._of(parts, objective.layers)
 

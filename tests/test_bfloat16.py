@@ -6,12 +6,13 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
 
 from conftest import ort_outputs
-from invtool import load_model
+from invtool import InvtoolError, load_model
 from invtool.atlas.units import CACHE_VERSION, Job
 from invtool.cli import main
 from invtool.model import native_bfloat16, resolve_dtype
@@ -101,3 +102,35 @@ def test_atlas_keys_of_float32_jobs_are_as_before_and_bfloat16_ones_differ():
               "preprocess": "null", "pool": "max"}
     assert job.key == hashlib.sha256(json.dumps([CACHE_VERSION, fields], sort_keys=True).encode()).hexdigest()
     assert replace(job, dtype="bfloat16").key != job.key
+
+
+def quantised_net(path):
+    """image -> QuantizeLinear -> DequantizeLinear -> Conv -> Relu: a graph quantising its activations, with 0-d
+    tensors among its layers (the scale and zero point of a DynamicQuantizeLinear of the image)."""
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    step = numpy_helper.from_array(np.array(1 / 255, np.float32), "step")
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["image"], ["dq8", "scale", "zp"]),   # read by nothing
+             helper.make_node("QuantizeLinear", ["image", "step"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "step"], ["dq"]),
+             helper.make_node("Conv", ["dq", "w"], ["conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["relu"])]
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, None, None])
+    graph = helper.make_graph(nodes, "q", [image], [helper.make_tensor_value_info("relu", TensorProto.FLOAT, None)], [w, step])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_a_graph_quantising_its_activations_computes_in_float32(tmp_path, monkeypatch):
+    """Its integer arithmetic is ONNX Runtime's, emulated in float32: auto keeps float32, a 16-bit dtype is refused."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    path = quantised_net(tmp_path / "q.onnx")
+    assert load_model(path, device="cpu", dtype="auto").dtype == torch.float32
+    with pytest.raises(InvtoolError, match=r"quantises its activations \(DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear\)"
+                                           r", which compute .* in float32: drop --dtype bfloat16"):
+        load_model(path, device="cpu", dtype="bfloat16")
+    run = visualize("relu", "0-1", model=str(path), size=16, steps=2, device="cpu", progress=False)
+    assert run.record["model"]["compute_dtype"] == "float32"
+    assert not any("bfloat16" in n for n in run.record["notes"])
+    with pytest.raises(InvtoolError, match=r"layer scale has no channels \(its output is \[\]\)"):
+        visualize("scale", "0", model=str(path), size=16, steps=1, device="cpu", progress=False)
