@@ -77,11 +77,12 @@ class FeatureModel:
         integer arithmetic is emulated as ONNX Runtime computes it, in float32, so it computes in float32 ("auto"
         included) and a 16-bit dtype asked for is a one-line error."""
         ops = sorted({op for op in self._producer.values() if op in QUANTISED_OPS or op.startswith("QLinear")})
-        if not ops or dtype == "auto":
-            return torch.float32 if ops else resolve_dtype(dtype, self.device)
-        if resolve_dtype(dtype) != torch.float32:
+        if not ops:
+            return resolve_dtype(dtype, self.device)
+        if dtype != "auto" and resolve_dtype(dtype) != torch.float32:
+            asked = str(dtype).removeprefix("torch.")
             raise InvtoolError(f"{self.path or 'this model'} quantises its activations ({', '.join(ops[:3])}), which "
-                               f"compute as ONNX Runtime does, in float32: drop --dtype {str(dtype).removeprefix('torch.')}")
+                               f"compute as ONNX Runtime does, in float32: drop --dtype {asked}")
         return torch.float32
 
     # --- names -----------------------------------------------------------------------------------
@@ -331,8 +332,8 @@ def resolve_dtype(dtype=None, device=None) -> torch.dtype:
 
 def native_bfloat16(device: torch.device) -> bool:
     """Whether `device` is a CPU with bfloat16 instructions (AVX512-BF16 or AMX), where oneDNN's bfloat16
-    convolutions run 2-4x faster than float32 ones (VGG16 on 2 AVX512-BF16 cores: docs/benchmarks.md); without
-    them bfloat16 is emulated and slower than float32."""
+    convolutions run about twice as fast as float32 ones (VGG16 on 2 AVX512-BF16 cores: docs/benchmarks.md);
+    without them bfloat16 is emulated, slower than float32."""
     if device.type != "cpu":
         return False
     caps = torch.cpu.get_capabilities()

@@ -289,8 +289,9 @@ def on_image(objective: Objective, i: int) -> Objective:
     gives each image the run it would have had alone, N times faster than N runs. A 0-d tensor (a scale, a zero
     point) has no images to pick: it is given whole, for the terms' own errors to name.
     """
-    parts = [t._replace(fn=lambda f, x, fn=t.fn: fn({k: v[i:i + 1] if v.dim() else v for k, v in f.items()}, x[i:i + 1]), sums=None)
-             for t in objective.parts]
+    def mine(f):
+        return {k: v[i:i + 1] if v.dim() else v for k, v in f.items()}
+    parts = [t._replace(fn=lambda f, x, fn=t.fn: fn(mine(f), x[i:i + 1]), sums=None) for t in objective.parts]
     return Objective._of(parts, objective.layers)
 
 
