@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from conftest import ort_outputs
 from invtool import InvtoolError, load_model
+from invtool.atlas import build_atlas
 from invtool.atlas.units import CACHE_VERSION, Job
 from invtool.cli import main
 from invtool.model import native_bfloat16, resolve_dtype
@@ -134,3 +135,12 @@ def test_a_graph_quantising_its_activations_computes_in_float32(tmp_path, monkey
     assert not any("bfloat16" in n for n in run.record["notes"])
     with pytest.raises(InvtoolError, match=r"layer scale has no channels \(its output is \[\]\)"):
         visualize("scale", "0", model=str(path), size=16, steps=1, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_atlas_computes_in_what_auto_picks_and_says_so(vgg16_conv_onnx, monkeypatch, tmp_path, native):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": native})
+    rec = build_atlas(str(vgg16_conv_onnx[0]), tmp_path / "atlas", layers="conv1_2", channels="0", size=16, steps=1,
+                      device="cpu", progress=False)
+    assert rec["options"]["dtype"] == ("bfloat16" if native else "float32")
+    assert json.loads((tmp_path / "atlas" / "atlas.json").read_text())["options"]["dtype"] == rec["options"]["dtype"]
