@@ -85,6 +85,11 @@ class FeatureModel:
                                f"compute as ONNX Runtime does, in float32: drop --dtype {asked}")
         return torch.float32
 
+    @property
+    def dtype_name(self) -> str:
+        """The compute dtype as records and cache keys write it: "float32", "bfloat16", "float16"."""
+        return str(self.dtype).removeprefix("torch.")
+
     # --- names -----------------------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
@@ -110,7 +115,7 @@ class FeatureModel:
         """What a run record says of the model: file, sha256, metadata, and the images it reads."""
         card = {"path": str(self.path), "sha256": self.sha256, "metadata": dict(self.metadata),
                 "input_channels": self.in_channels, "stored_dtype": stored_dtype(self.proto),
-                "compute_dtype": str(self.dtype).removeprefix("torch.")}
+                "compute_dtype": self.dtype_name}
         if self.in_channels == 1:
             from .image import LUMA
             card["grey_input"] = (f"colour images are given as their luminance Y = {LUMA[0]} R + {LUMA[1]} G + "
@@ -136,9 +141,18 @@ class FeatureModel:
     def declared_shape(self) -> list:
         """The image input's `[N, C, H, W]` as the file declares it, None where a dimension is symbolic (ONNX
         Runtime holds a model to these; the rebuilt module takes any batch and size its ops allow)."""
-        image = next(i for i in self.proto.graph.input if i.name == self.input_name)
-        dims = _dims(image)
+        dims = _dims(self._image_info)
         return [dims[0], dims[3], dims[1], dims[2]] if self.channels_last else dims
+
+    @property
+    def declared_dtype(self) -> np.dtype:
+        """The image input's element type as the file declares it (what ONNX Runtime must be fed), whatever the
+        compute dtype."""
+        return onnx.helper.tensor_dtype_to_np_dtype(self._image_info.type.tensor_type.elem_type)
+
+    @property
+    def _image_info(self) -> onnx.ValueInfoProto:
+        return next(i for i in self.proto.graph.input if i.name == self.input_name)
 
     @property
     def image_kind(self) -> str:

@@ -104,7 +104,7 @@ def build_atlas(model=DEFAULT_MODEL, output="out/atlas", *, layers=None, channel
                if images is None else str(images), "top": top, "steps": steps, "size": size, "seed": seed,
                "batch": batch, "memory": memory, "example_size": example_size, "engine": engine, "workers": workers,
                "address": address, "preprocess": None if model.preprocess is None else model.preprocess.to_dict(),
-               "pool": model.pool, "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")}
+               "pool": model.pool, "device": str(model.device), "dtype": model.dtype_name}
     atlas = {
         **record_header("atlas", options),
         "model": _provenance(model),

@@ -115,12 +115,10 @@ def _ort_forward(model, tensors):
     from ..runtime import ort_session
 
     session = ort_session(_cut(model.proto, model.input_name, tensors).SerializeToString())
-    image = next(i for i in model.proto.graph.input if i.name == model.input_name)
-    declared = onnx.helper.tensor_dtype_to_np_dtype(image.type.tensor_type.elem_type)   # not the compute dtype
 
     def forward(x):
         with torch.no_grad():
-            feed = model.network_input(x, torch.float32).cpu().numpy().astype(declared)
+            feed = model.network_input(x, torch.float32).cpu().numpy().astype(model.declared_dtype)
         return session.run(list(tensors), {model.input_name: feed})
     return forward
 

@@ -68,9 +68,8 @@ def plan_jobs(model, channels: dict[str, list[int]], *, size: int, steps: int, s
     number, or one per layer), each to run within `memory` bytes (None: what the device has free)."""
     pre = json.dumps(None if model.preprocess is None else asdict(model.preprocess), sort_keys=True)
     per = batch if isinstance(batch, dict) else dict.fromkeys(channels, batch)
-    dtype = str(model.dtype).removeprefix("torch.")
     return [Job(layer, relu_input(model, layer), tuple(cs[i:i + per[layer]]), size, steps, seed, model.sha256, pre,
-                model.pool, memory, dtype)
+                model.pool, memory, model.dtype_name)
             for layer, cs in channels.items() for i in range(0, len(cs), per[layer])]
 
 
